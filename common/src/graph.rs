@@ -1,0 +1,188 @@
+//! The validated job graph: one vertex per source, operator and sink with its output
+//! schema and parallelism, the edges with their partitioning, and the chains (tasks) that
+//! run as one actor per parallel subtask.
+//!
+//! The graph is built deterministically from the spec, so any process that validates the
+//! same spec (a coordinator, a task manager) gets the same vertex and task numbering.
+
+use std::collections::BTreeMap;
+
+use arrow_schema::SchemaRef;
+use serde::Serialize;
+
+use crate::spec::{
+    BlackholeSinkSpec, FileSourceSpec, FormatSpec, GeneratorSpec, ParquetSinkSpec,
+    ProjectColumn, WindowAggregateSpec,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct VertexId(pub usize);
+
+#[derive(Debug, Clone)]
+pub enum SourceConnector {
+    Generator(GeneratorSpec),
+    File(FileSourceSpec),
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkConnector {
+    Parquet(ParquetSinkSpec),
+    Blackhole(BlackholeSinkSpec),
+}
+
+#[derive(Debug, Clone)]
+pub enum VertexKind {
+    Source {
+        connector: SourceConnector,
+        format: Option<FormatSpec>,
+        max_out_of_orderness_ms: u64,
+    },
+    Filter {
+        predicate: String,
+    },
+    Project {
+        columns: Vec<ProjectColumn>,
+    },
+    KeyBy {
+        keys: Vec<String>,
+    },
+    WindowAggregate(WindowAggregateSpec),
+    Sink(SinkConnector),
+}
+
+impl VertexKind {
+    pub fn label(&self) -> &'static str {
+        match self {
+            VertexKind::Source { .. } => "source",
+            VertexKind::Filter { .. } => "filter",
+            VertexKind::Project { .. } => "project",
+            VertexKind::KeyBy { .. } => "key_by",
+            VertexKind::WindowAggregate(_) => "window_aggregate",
+            VertexKind::Sink(_) => "sink",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Vertex {
+    pub id: VertexId,
+    /// The `id` the spec gave it.
+    pub name: String,
+    /// Where it sits in the spec (`operators[2]`), for messages.
+    pub spec_path: String,
+    pub kind: VertexKind,
+    pub parallelism: u32,
+    pub input: Option<VertexId>,
+    /// Schema of the rows this vertex emits (for a sink: the rows it receives).
+    pub schema: SchemaRef,
+    /// The event-time column of `schema`.
+    pub event_time_column: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EdgePartitioning {
+    /// Subtask i feeds subtask i (same parallelism).
+    Forward,
+    /// By key group of these columns of the producer's schema.
+    Hash { key_columns: Vec<usize> },
+    /// Round robin, batch by batch (parallelism changes).
+    Rebalance,
+}
+
+#[derive(Debug, Clone)]
+pub struct Edge {
+    pub from: VertexId,
+    pub to: VertexId,
+    pub partitioning: EdgePartitioning,
+}
+
+/// A chain of vertices joined by forward edges: one actor per parallel subtask runs it.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub id: usize,
+    pub vertices: Vec<VertexId>,
+    pub parallelism: u32,
+}
+
+impl Task {
+    pub fn head(&self) -> VertexId {
+        self.vertices[0]
+    }
+    pub fn tail(&self) -> VertexId {
+        *self.vertices.last().expect("a task has at least one vertex")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JobGraph {
+    pub name: String,
+    pub max_parallelism: u32,
+    /// In topological order: every vertex after its input.
+    pub vertices: Vec<Vertex>,
+    pub edges: Vec<Edge>,
+    pub tasks: Vec<Task>,
+    pub dead_letter_path: Option<String>,
+}
+
+impl JobGraph {
+    pub fn vertex(&self, id: VertexId) -> &Vertex {
+        &self.vertices[id.0]
+    }
+
+    pub fn consumers(&self, id: VertexId) -> impl Iterator<Item = &Edge> {
+        self.edges.iter().filter(move |e| e.from == id)
+    }
+
+    pub fn task_of(&self, v: VertexId) -> &Task {
+        self.tasks
+            .iter()
+            .find(|t| t.vertices.contains(&v))
+            .expect("every vertex belongs to a task")
+    }
+
+    /// Edges between tasks (the ones that are not chained away).
+    pub fn task_edges(&self) -> impl Iterator<Item = &Edge> {
+        self.edges
+            .iter()
+            .filter(|e| self.task_of(e.from).id != self.task_of(e.to).id)
+    }
+
+    /// The largest parallelism of any task: the number of slots the job needs when slots
+    /// are shared between tasks (as Flink's default slot-sharing group does).
+    pub fn slots_needed(&self) -> u32 {
+        self.tasks.iter().map(|t| t.parallelism).max().unwrap_or(1)
+    }
+
+    /// Builds the chains: a vertex joins its input's chain when the edge is forward and
+    /// the input feeds nothing else.
+    pub(crate) fn build_tasks(vertices: &[Vertex], edges: &[Edge]) -> Vec<Task> {
+        let mut consumers: BTreeMap<VertexId, usize> = BTreeMap::new();
+        for e in edges {
+            *consumers.entry(e.from).or_default() += 1;
+        }
+        let mut task_of: BTreeMap<VertexId, usize> = BTreeMap::new();
+        let mut tasks: Vec<Task> = Vec::new();
+        for v in vertices {
+            let chained_to = v.input.and_then(|input| {
+                let edge = edges.iter().find(|e| e.from == input && e.to == v.id)?;
+                (edge.partitioning == EdgePartitioning::Forward && consumers[&input] == 1)
+                    .then(|| task_of[&input])
+            });
+            match chained_to {
+                Some(t) => {
+                    tasks[t].vertices.push(v.id);
+                    task_of.insert(v.id, t);
+                }
+                None => {
+                    task_of.insert(v.id, tasks.len());
+                    tasks.push(Task {
+                        id: tasks.len(),
+                        vertices: vec![v.id],
+                        parallelism: v.parallelism,
+                    });
+                }
+            }
+        }
+        tasks
+    }
+}

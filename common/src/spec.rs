@@ -1,0 +1,290 @@
+//! The job spec: the JSON document a user submits. Every operator is an object with an
+//! `id`, an `input` and exactly one kind field (`filter`, `project`, ...), so that an error
+//! can point at `operators[2].filter` and a typo in a kind is an unknown field.
+//!
+//! `docs/job-spec.schema.json` is generated from these types (`coordinator schema`).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::key_groups::DEFAULT_MAX_PARALLELISM;
+
+fn default_parallelism() -> u32 {
+    1
+}
+fn default_max_parallelism() -> u32 {
+    DEFAULT_MAX_PARALLELISM
+}
+fn default_batch_size() -> usize {
+    8192
+}
+
+/// A streaming job: sources, a DAG of operators, and sinks.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Human-readable job name; also used in file and log names.
+    pub name: String,
+    /// Default parallelism of every source, operator and sink.
+    #[serde(default = "default_parallelism")]
+    pub parallelism: u32,
+    /// Number of key groups (the upper bound for rescaling keyed state).
+    #[serde(default = "default_max_parallelism")]
+    pub max_parallelism: u32,
+    pub sources: Vec<SourceSpec>,
+    #[serde(default)]
+    pub operators: Vec<OperatorSpec>,
+    pub sinks: Vec<SinkSpec>,
+    /// Where records that cannot be parsed go. Defaults to `<workdir>/dead-letter`.
+    #[serde(default)]
+    pub dead_letter: Option<DeadLetterSpec>,
+}
+
+/// A source: exactly one connector field (`generator` or `file`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    pub id: String,
+    #[serde(default)]
+    pub generator: Option<GeneratorSpec>,
+    #[serde(default)]
+    pub file: Option<FileSourceSpec>,
+    /// How raw records are decoded. Required for connectors that produce bytes.
+    #[serde(default)]
+    pub format: Option<FormatSpec>,
+    /// The stream's columns. Required with `format`; typed generators bring their own.
+    #[serde(default)]
+    pub schema: Option<Vec<FieldSpec>>,
+    pub event_time: EventTimeSpec,
+    #[serde(default)]
+    pub parallelism: Option<u32>,
+}
+
+/// Deterministic benchmark data (`shared/bench/flink/README.md`), bit for bit.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorSpec {
+    pub workload: GeneratorWorkload,
+    /// Number of events (N); must be even, as the workload definitions require.
+    pub events: u64,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GeneratorWorkload {
+    /// W1 impressions: request_id, ts, user_id, ad_id, campaign_id.
+    W1Impressions,
+    /// W1 clicks: request_id, ts.
+    W1Clicks,
+    /// W2 log lines as JSON text (needs `format: {"type": "json"}` and a schema).
+    W2Logs,
+    /// W3 events: key, ts.
+    W3Events,
+}
+
+/// JSON-lines files: one file, or every file of a directory in name order.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceSpec {
+    pub path: String,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FormatSpec {
+    /// One JSON object per record; fields not in the schema are ignored.
+    Json,
+}
+
+/// A column of a stream.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub data_type: FieldType,
+    /// A record missing a non-nullable field goes to the dead-letter output.
+    #[serde(default)]
+    pub nullable: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    Boolean,
+    Int32,
+    Int64,
+    Uint64,
+    Float32,
+    Float64,
+    String,
+    /// Milliseconds since the epoch, UTC. JSON input may give a number or an ISO-8601 string.
+    TimestampMs,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventTimeSpec {
+    /// A non-nullable `timestamp_ms` or `int64` (epoch ms) column.
+    pub column: String,
+    /// Bounded out-of-orderness: watermark = max event time - this - 1.
+    #[serde(default)]
+    pub max_out_of_orderness_ms: u64,
+}
+
+/// An operator: `id`, `input`, and exactly one of the kind fields.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorSpec {
+    pub id: String,
+    /// The id of the source or operator feeding this one.
+    pub input: String,
+    #[serde(default)]
+    pub parallelism: Option<u32>,
+    /// Keep rows for which this SQL predicate is true.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// Compute the output columns from SQL expressions.
+    #[serde(default)]
+    pub project: Option<Vec<ProjectColumn>>,
+    /// Hash-partition the stream by these columns.
+    #[serde(default)]
+    pub key_by: Option<Vec<String>>,
+    #[serde(default)]
+    pub window_aggregate: Option<WindowAggregateSpec>,
+}
+
+/// `"col"` keeps a column; `{"name": .., "expr": ..}` computes one.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ProjectColumn {
+    Column(String),
+    Expr { name: String, expr: String },
+}
+
+impl ProjectColumn {
+    pub fn name(&self) -> &str {
+        match self {
+            ProjectColumn::Column(c) => c,
+            ProjectColumn::Expr { name, .. } => name,
+        }
+    }
+
+    pub fn sql(&self) -> String {
+        match self {
+            ProjectColumn::Column(c) => format!("\"{}\"", c.replace('"', "\"\"")),
+            ProjectColumn::Expr { expr, .. } => expr.clone(),
+        }
+    }
+}
+
+/// An event-time tumbling window per key, emitted when the watermark passes its end.
+/// Output: the key columns, `window_start`, `window_end`, `window_time` (= end - 1 ms, the
+/// output's event time, as in Flink SQL) and one column per aggregate.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WindowAggregateSpec {
+    pub key_by: Vec<String>,
+    /// Tumbling window size, aligned to the epoch.
+    pub tumbling_ms: u64,
+    pub aggregates: Vec<AggregateSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateSpec {
+    pub function: AggregateFunction,
+    /// The input column (not used by `count`).
+    #[serde(default)]
+    pub column: Option<String>,
+    /// Output column name.
+    #[serde(rename = "as")]
+    pub output: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AggregateFunction {
+    Count,
+    Sum,
+    Min,
+    Max,
+}
+
+/// A sink: `id`, `input`, and exactly one of `parquet` or `blackhole`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSpec {
+    pub id: String,
+    pub input: String,
+    #[serde(default)]
+    pub parallelism: Option<u32>,
+    #[serde(default)]
+    pub parquet: Option<ParquetSinkSpec>,
+    #[serde(default)]
+    pub blackhole: Option<BlackholeSinkSpec>,
+}
+
+fn default_partition_pattern() -> String {
+    "dt=%Y-%m-%d/hour=%H".to_string()
+}
+fn default_max_file_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+fn default_rollover_ms() -> u64 {
+    15 * 60 * 1000
+}
+
+/// Hour-partitioned (or day-, minute-partitioned) Parquet files.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetSinkSpec {
+    /// Root directory of the table.
+    pub path: String,
+    /// strftime pattern of the partition directory, from the event-time column (UTC).
+    #[serde(default = "default_partition_pattern")]
+    pub partition: String,
+    #[serde(default)]
+    pub compression: Compression,
+    /// Roll a part file once it holds about this many bytes.
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+    /// Roll a part file once it has been open this long (wall clock).
+    #[serde(default = "default_rollover_ms")]
+    pub rollover_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    #[default]
+    Zstd,
+    Snappy,
+    None,
+}
+
+/// Discards rows; counts them, and sums the named integer columns so benchmarks can check
+/// their results without writing them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlackholeSinkSpec {
+    #[serde(default)]
+    pub sum_columns: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterSpec {
+    /// Directory for the dead-letter JSON-lines files.
+    pub path: String,
+}
+
+/// The JSON Schema of job specs, as published in `docs/job-spec.schema.json`.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(JobSpec);
+    serde_json::to_string_pretty(&schema).expect("a schema serializes")
+}

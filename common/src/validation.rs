@@ -1,0 +1,666 @@
+//! Semantic validation: turns a deserialized [`JobSpec`] into a [`JobGraph`], or refuses it
+//! with every problem found, each naming the path of the field at fault. Nothing runs
+//! before a spec has passed here.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use chrono::format::{Item, StrftimeItems};
+
+use crate::expr;
+use crate::graph::{
+    Edge, EdgePartitioning, JobGraph, SinkConnector, SourceConnector, Vertex, VertexId,
+    VertexKind,
+};
+use crate::schema::{
+    generator_schema, is_event_time_type, is_key_type, is_numeric, is_orderable,
+    schema_from_fields, timestamp_ms,
+};
+use crate::spec::{
+    AggregateFunction, GeneratorWorkload, JobSpec, OperatorSpec, SinkSpec, SourceSpec,
+    WindowAggregateSpec,
+};
+use crate::spec_error::{SpecError, SpecErrors};
+
+const MAX_MAX_PARALLELISM: u32 = 32_768;
+
+/// Validates a spec and builds its graph.
+pub fn validate(spec: &JobSpec) -> Result<JobGraph, SpecErrors> {
+    let mut v = Validator {
+        spec,
+        errors: Vec::new(),
+        vertices: Vec::new(),
+        by_name: BTreeMap::new(),
+        partitioned_by: BTreeMap::new(),
+    };
+    v.run();
+    if !v.errors.is_empty() {
+        return Err(SpecErrors(v.errors));
+    }
+    let edges = v.edges();
+    let tasks = JobGraph::build_tasks(&v.vertices, &edges);
+    Ok(JobGraph {
+        name: spec.name.clone(),
+        max_parallelism: spec.max_parallelism,
+        vertices: v.vertices,
+        edges,
+        tasks,
+        dead_letter_path: spec.dead_letter.as_ref().map(|d| d.path.clone()),
+    })
+}
+
+/// A node of the spec before it is placed in the graph.
+enum Node<'a> {
+    Source(usize, &'a SourceSpec),
+    Operator(usize, &'a OperatorSpec),
+    Sink(usize, &'a SinkSpec),
+}
+
+impl Node<'_> {
+    fn path(&self) -> String {
+        match self {
+            Node::Source(i, _) => format!("sources[{i}]"),
+            Node::Operator(i, _) => format!("operators[{i}]"),
+            Node::Sink(i, _) => format!("sinks[{i}]"),
+        }
+    }
+    fn id(&self) -> &str {
+        match self {
+            Node::Source(_, s) => &s.id,
+            Node::Operator(_, o) => &o.id,
+            Node::Sink(_, s) => &s.id,
+        }
+    }
+    fn input(&self) -> Option<&str> {
+        match self {
+            Node::Source(..) => None,
+            Node::Operator(_, o) => Some(&o.input),
+            Node::Sink(_, s) => Some(&s.input),
+        }
+    }
+    fn parallelism(&self) -> Option<u32> {
+        match self {
+            Node::Source(_, s) => s.parallelism,
+            Node::Operator(_, o) => o.parallelism,
+            Node::Sink(_, s) => s.parallelism,
+        }
+    }
+}
+
+struct Validator<'a> {
+    spec: &'a JobSpec,
+    errors: Vec<SpecError>,
+    vertices: Vec<Vertex>,
+    by_name: BTreeMap<String, VertexId>,
+    /// Keys and parallelism by which a vertex's output is already hash-partitioned.
+    partitioned_by: BTreeMap<VertexId, (Vec<String>, u32)>,
+}
+
+impl<'a> Validator<'a> {
+    fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+        self.errors.push(SpecError::new(path, msg));
+    }
+
+    fn run(&mut self) {
+        let spec = self.spec;
+        if spec.name.trim().is_empty() {
+            self.err("name", "must not be empty");
+        }
+        if spec.max_parallelism == 0 || spec.max_parallelism > MAX_MAX_PARALLELISM {
+            self.err(
+                "max_parallelism",
+                format!("must be between 1 and {MAX_MAX_PARALLELISM}"),
+            );
+        }
+        self.check_parallelism("parallelism", spec.parallelism);
+        if spec.sources.is_empty() {
+            self.err("sources", "a job needs at least one source");
+        }
+        if spec.sinks.is_empty() {
+            self.err("sinks", "a job needs at least one sink");
+        }
+        if let Some(d) = &spec.dead_letter
+            && d.path.trim().is_empty()
+        {
+            self.err("dead_letter.path", "must not be empty");
+        }
+
+        let nodes: Vec<Node<'a>> = spec
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Node::Source(i, s))
+            .chain(spec.operators.iter().enumerate().map(|(i, o)| Node::Operator(i, o)))
+            .chain(spec.sinks.iter().enumerate().map(|(i, s)| Node::Sink(i, s)))
+            .collect();
+
+        let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+        for (n, node) in nodes.iter().enumerate() {
+            if node.id().trim().is_empty() {
+                self.err(format!("{}.id", node.path()), "must not be empty");
+            } else if index.insert(node.id(), n).is_some() {
+                self.err(
+                    format!("{}.id", node.path()),
+                    format!("duplicate id '{}'", node.id()),
+                );
+            }
+            if let Some(p) = node.parallelism() {
+                self.check_parallelism(&format!("{}.parallelism", node.path()), p);
+            }
+        }
+        if !self.errors.is_empty() {
+            return;
+        }
+
+        // Inputs must exist and must not be sinks.
+        let mut ok_inputs = true;
+        for node in &nodes {
+            if let Some(input) = node.input() {
+                match index.get(input) {
+                    None => {
+                        let known: Vec<&str> = nodes
+                            .iter()
+                            .filter(|n| !matches!(n, Node::Sink(..)))
+                            .map(|n| n.id())
+                            .collect();
+                        self.err(
+                            format!("{}.input", node.path()),
+                            format!("unknown input '{input}' (known: {})", known.join(", ")),
+                        );
+                        ok_inputs = false;
+                    }
+                    Some(&i) if matches!(nodes[i], Node::Sink(..)) => {
+                        self.err(
+                            format!("{}.input", node.path()),
+                            format!("'{input}' is a sink and has no output"),
+                        );
+                        ok_inputs = false;
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        if !ok_inputs {
+            return;
+        }
+
+        let Some(order) = self.topological_order(&nodes, &index) else {
+            return;
+        };
+
+        // Everything but sinks must feed something.
+        let fed: HashSet<&str> = nodes.iter().filter_map(|n| n.input()).collect();
+        for node in &nodes {
+            if !matches!(node, Node::Sink(..)) && !fed.contains(node.id()) {
+                self.err(
+                    node.path(),
+                    format!("the output of '{}' goes nowhere: no operator or sink reads it", node.id()),
+                );
+            }
+        }
+
+        for n in order {
+            let node = &nodes[n];
+            let input = node.input().and_then(|i| self.by_name.get(i).copied());
+            if node.input().is_some() && input.is_none() {
+                // The input failed validation; its own error says why.
+                continue;
+            }
+            if let Some(vertex) = self.vertex_for(node, input) {
+                self.by_name.insert(vertex.name.clone(), vertex.id);
+                self.vertices.push(vertex);
+            }
+        }
+    }
+
+    fn check_parallelism(&mut self, path: &str, p: u32) {
+        if p == 0 || p > self.spec.max_parallelism {
+            self.err(
+                path,
+                format!(
+                    "must be between 1 and max_parallelism ({})",
+                    self.spec.max_parallelism
+                ),
+            );
+        }
+    }
+
+    /// Orders nodes so each comes after its input; reports cycles.
+    fn topological_order(&mut self, nodes: &[Node], index: &BTreeMap<&str, usize>) -> Option<Vec<usize>> {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mark {
+            New,
+            Active,
+            Done,
+        }
+        let mut marks = vec![Mark::New; nodes.len()];
+        let mut order = Vec::with_capacity(nodes.len());
+        for start in 0..nodes.len() {
+            let mut chain = Vec::new();
+            let mut n = start;
+            loop {
+                match marks[n] {
+                    Mark::Done => break,
+                    Mark::Active => {
+                        let at = chain.iter().position(|&c| c == n).unwrap_or(0);
+                        let mut names: Vec<&str> = chain[at..].iter().map(|&c| nodes[c].id()).collect();
+                        names.reverse();
+                        names.push(nodes[n].id());
+                        self.err(
+                            format!("{}.input", nodes[n].path()),
+                            format!("cycle: {}", names.join(" <- ")),
+                        );
+                        return None;
+                    }
+                    Mark::New => {
+                        marks[n] = Mark::Active;
+                        chain.push(n);
+                        match nodes[n].input() {
+                            Some(i) => n = index[i],
+                            None => break,
+                        }
+                    }
+                }
+            }
+            for &c in chain.iter().rev() {
+                marks[c] = Mark::Done;
+                order.push(c);
+            }
+        }
+        Some(order)
+    }
+
+    fn vertex_for(&mut self, node: &Node, input: Option<VertexId>) -> Option<Vertex> {
+        let id = VertexId(self.vertices.len());
+        let path = node.path();
+        let parallelism = node.parallelism().unwrap_or(self.spec.parallelism);
+        let upstream = input.map(|i| self.vertices[i.0].clone());
+        let (kind, schema, event_time_column) = match node {
+            Node::Source(_, s) => self.source(&path, s)?,
+            Node::Operator(_, o) => {
+                let up = upstream.as_ref().expect("operators have inputs");
+                self.operator(&path, o, up, id, parallelism)?
+            }
+            Node::Sink(_, s) => {
+                let up = upstream.as_ref().expect("sinks have inputs");
+                self.sink(&path, s, up)?
+            }
+        };
+        if let (Some(up), VertexKind::Filter { .. }) = (&upstream, &kind)
+            && let Some(p) = self.partitioned_by.get(&up.id).cloned()
+            && p.1 == parallelism
+        {
+            self.partitioned_by.insert(id, p);
+        }
+        Some(Vertex {
+            id,
+            name: node.id().to_string(),
+            spec_path: path,
+            kind,
+            parallelism,
+            input,
+            schema,
+            event_time_column,
+        })
+    }
+
+    fn source(&mut self, path: &str, s: &SourceSpec) -> Option<(VertexKind, SchemaRef, String)> {
+        let connector = match (&s.generator, &s.file) {
+            (Some(g), None) => {
+                if g.events == 0 || g.events % 2 != 0 {
+                    self.err(format!("{path}.generator.events"), "must be a positive even number");
+                }
+                if g.batch_size == 0 {
+                    self.err(format!("{path}.generator.batch_size"), "must be positive");
+                }
+                SourceConnector::Generator(g.clone())
+            }
+            (None, Some(f)) => {
+                if f.path.trim().is_empty() {
+                    self.err(format!("{path}.file.path"), "must not be empty");
+                }
+                if f.batch_size == 0 {
+                    self.err(format!("{path}.file.batch_size"), "must be positive");
+                }
+                SourceConnector::File(f.clone())
+            }
+            _ => {
+                self.err(path, "needs exactly one connector: generator or file");
+                return None;
+            }
+        };
+        let produces_text = match &connector {
+            SourceConnector::Generator(g) => g.workload == GeneratorWorkload::W2Logs,
+            SourceConnector::File(_) => true,
+        };
+        let schema = if produces_text {
+            if s.format.is_none() {
+                self.err(format!("{path}.format"), "this connector produces raw records: give a format, e.g. {\"type\": \"json\"}");
+            }
+            let Some(fields) = &s.schema else {
+                self.err(format!("{path}.schema"), "required to decode raw records");
+                return None;
+            };
+            self.check_fields(&format!("{path}.schema"), fields)?;
+            schema_from_fields(fields)
+        } else {
+            let SourceConnector::Generator(g) = &connector else { unreachable!() };
+            let builtin = generator_schema(g.workload).expect("typed generator");
+            if s.format.is_some() {
+                self.err(format!("{path}.format"), "this generator produces typed rows; it takes no format");
+            }
+            if let Some(fields) = &s.schema {
+                let declared = schema_from_fields(fields);
+                if declared.fields() != builtin.fields() {
+                    self.err(
+                        format!("{path}.schema"),
+                        format!("does not match the generator's schema ({})", describe(&builtin)),
+                    );
+                }
+            }
+            builtin
+        };
+        let col = &s.event_time.column;
+        match schema.field_with_name(col) {
+            Err(_) => self.err(
+                format!("{path}.event_time.column"),
+                format!("unknown column '{col}' (columns: {})", column_list(&schema)),
+            ),
+            Ok(f) if !is_event_time_type(f.data_type()) => self.err(
+                format!("{path}.event_time.column"),
+                format!("'{col}' is {}; event time needs timestamp_ms or int64", f.data_type()),
+            ),
+            Ok(f) if f.is_nullable() => self.err(
+                format!("{path}.event_time.column"),
+                format!("'{col}' is nullable; the event-time column must not be"),
+            ),
+            Ok(_) => {}
+        }
+        Some((
+            VertexKind::Source {
+                connector,
+                format: s.format.clone(),
+                max_out_of_orderness_ms: s.event_time.max_out_of_orderness_ms,
+            },
+            schema,
+            col.clone(),
+        ))
+    }
+
+    fn check_fields(&mut self, path: &str, fields: &[crate::spec::FieldSpec]) -> Option<()> {
+        if fields.is_empty() {
+            self.err(path, "needs at least one field");
+            return None;
+        }
+        let mut seen = HashSet::new();
+        for (i, f) in fields.iter().enumerate() {
+            if f.name.is_empty() {
+                self.err(format!("{path}[{i}].name"), "must not be empty");
+            } else if !seen.insert(f.name.as_str()) {
+                self.err(format!("{path}[{i}].name"), format!("duplicate column '{}'", f.name));
+            }
+        }
+        Some(())
+    }
+
+    fn operator(
+        &mut self,
+        path: &str,
+        o: &OperatorSpec,
+        up: &Vertex,
+        id: VertexId,
+        parallelism: u32,
+    ) -> Option<(VertexKind, SchemaRef, String)> {
+        let kinds = [
+            o.filter.is_some(),
+            o.project.is_some(),
+            o.key_by.is_some(),
+            o.window_aggregate.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            self.err(path, "needs exactly one of: filter, project, key_by, window_aggregate");
+            return None;
+        }
+        let schema = up.schema.clone();
+        let et = up.event_time_column.clone();
+        if let Some(predicate) = &o.filter {
+            match expr::compile(predicate, &schema) {
+                Ok(c) if c.data_type != DataType::Boolean => self.err(
+                    format!("{path}.filter"),
+                    format!("must be a boolean predicate, but yields {}", c.data_type),
+                ),
+                Ok(_) => {}
+                Err(e) => self.err(format!("{path}.filter"), e),
+            }
+            return Some((VertexKind::Filter { predicate: predicate.clone() }, schema, et));
+        }
+        if let Some(columns) = &o.project {
+            let mut fields = Vec::new();
+            let mut names = HashSet::new();
+            let mut keeps_event_time = false;
+            if columns.is_empty() {
+                self.err(format!("{path}.project"), "needs at least one column");
+            }
+            for (i, c) in columns.iter().enumerate() {
+                let cpath = format!("{path}.project[{i}]");
+                if c.name().is_empty() {
+                    self.err(format!("{cpath}.name"), "must not be empty");
+                    continue;
+                }
+                if !names.insert(c.name().to_string()) {
+                    self.err(cpath.clone(), format!("duplicate output column '{}'", c.name()));
+                }
+                match expr::compile(&c.sql(), &schema) {
+                    Ok(compiled) => {
+                        if c.name() == et && c.sql() == format!("\"{et}\"") {
+                            keeps_event_time = true;
+                        }
+                        fields.push(Field::new(c.name(), compiled.data_type, compiled.nullable));
+                    }
+                    Err(e) => self.err(cpath, e),
+                }
+            }
+            if !keeps_event_time {
+                self.err(
+                    format!("{path}.project"),
+                    format!("must keep the event-time column '{et}' as it is (list \"{et}\")"),
+                );
+            }
+            return Some((
+                VertexKind::Project { columns: columns.clone() },
+                Arc::new(Schema::new(fields)),
+                et,
+            ));
+        }
+        if let Some(keys) = &o.key_by {
+            self.check_keys(&format!("{path}.key_by"), keys, &schema);
+            self.partitioned_by.insert(id, (keys.clone(), parallelism));
+            return Some((VertexKind::KeyBy { keys: keys.clone() }, schema, et));
+        }
+        let w = o.window_aggregate.as_ref().expect("one kind is set");
+        let out = self.window_aggregate(&format!("{path}.window_aggregate"), w, &schema)?;
+        self.partitioned_by.insert(id, (w.key_by.clone(), parallelism));
+        Some((VertexKind::WindowAggregate(w.clone()), out, "window_time".to_string()))
+    }
+
+    fn check_keys(&mut self, path: &str, keys: &[String], schema: &SchemaRef) {
+        if keys.is_empty() {
+            self.err(path, "needs at least one key column");
+        }
+        for (i, k) in keys.iter().enumerate() {
+            match schema.field_with_name(k) {
+                Err(_) => self.err(
+                    format!("{path}[{i}]"),
+                    format!("unknown column '{k}' (columns: {})", column_list(schema)),
+                ),
+                Ok(f) if !is_key_type(f.data_type()) => self.err(
+                    format!("{path}[{i}]"),
+                    format!("'{k}' is {}, which cannot be a key", f.data_type()),
+                ),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    fn window_aggregate(&mut self, path: &str, w: &WindowAggregateSpec, schema: &SchemaRef) -> Option<SchemaRef> {
+        self.check_keys(&format!("{path}.key_by"), &w.key_by, schema);
+        if w.tumbling_ms == 0 {
+            self.err(format!("{path}.tumbling_ms"), "must be positive");
+        }
+        if w.aggregates.is_empty() {
+            self.err(format!("{path}.aggregates"), "needs at least one aggregate");
+        }
+        let mut fields: Vec<Field> = w
+            .key_by
+            .iter()
+            .filter_map(|k| schema.field_with_name(k).ok().cloned())
+            .collect();
+        for n in ["window_start", "window_end", "window_time"] {
+            fields.push(Field::new(n, timestamp_ms(), false));
+        }
+        let mut names: HashSet<String> = fields.iter().map(|f| f.name().clone()).collect();
+        for (i, a) in w.aggregates.iter().enumerate() {
+            let apath = format!("{path}.aggregates[{i}]");
+            if !names.insert(a.output.clone()) {
+                self.err(format!("{apath}.as"), format!("output column '{}' already exists", a.output));
+            }
+            let out_type = match (a.function, &a.column) {
+                (AggregateFunction::Count, None) => DataType::Int64,
+                (AggregateFunction::Count, Some(_)) => {
+                    self.err(format!("{apath}.column"), "count takes no column");
+                    continue;
+                }
+                (f, None) => {
+                    self.err(format!("{apath}.column"), format!("{f:?} needs a column").to_lowercase());
+                    continue;
+                }
+                (f, Some(c)) => match schema.field_with_name(c) {
+                    Err(_) => {
+                        self.err(
+                            format!("{apath}.column"),
+                            format!("unknown column '{c}' (columns: {})", column_list(schema)),
+                        );
+                        continue;
+                    }
+                    Ok(field) => {
+                        let t = field.data_type();
+                        let ok = match f {
+                            AggregateFunction::Sum => is_numeric(t),
+                            _ => is_orderable(t),
+                        };
+                        if !ok {
+                            self.err(
+                                format!("{apath}.column"),
+                                format!("cannot take {} of '{c}', which is {t}", format!("{f:?}").to_lowercase()),
+                            );
+                            continue;
+                        }
+                        match (f, t.is_floating()) {
+                            (AggregateFunction::Sum, true) => DataType::Float64,
+                            (AggregateFunction::Sum, false) => DataType::Int64,
+                            _ => t.clone(),
+                        }
+                    }
+                },
+            };
+            fields.push(Field::new(&a.output, out_type, false));
+        }
+        Some(Arc::new(Schema::new(fields)))
+    }
+
+    fn sink(&mut self, path: &str, s: &SinkSpec, up: &Vertex) -> Option<(VertexKind, SchemaRef, String)> {
+        let connector = match (&s.parquet, &s.blackhole) {
+            (Some(p), None) => {
+                if p.path.trim().is_empty() {
+                    self.err(format!("{path}.parquet.path"), "must not be empty");
+                }
+                if let Err(e) = check_partition_pattern(&p.partition) {
+                    self.err(format!("{path}.parquet.partition"), e);
+                }
+                if p.max_file_bytes == 0 {
+                    self.err(format!("{path}.parquet.max_file_bytes"), "must be positive");
+                }
+                if p.rollover_ms == 0 {
+                    self.err(format!("{path}.parquet.rollover_ms"), "must be positive");
+                }
+                SinkConnector::Parquet(p.clone())
+            }
+            (None, Some(b)) => {
+                for (i, c) in b.sum_columns.iter().enumerate() {
+                    match up.schema.field_with_name(c) {
+                        Err(_) => self.err(
+                            format!("{path}.blackhole.sum_columns[{i}]"),
+                            format!("unknown column '{c}' (columns: {})", column_list(&up.schema)),
+                        ),
+                        Ok(f) if !(f.data_type().is_integer() || matches!(f.data_type(), DataType::Timestamp(_, _))) => self.err(
+                            format!("{path}.blackhole.sum_columns[{i}]"),
+                            format!("'{c}' is {}; only integer and timestamp columns can be summed", f.data_type()),
+                        ),
+                        Ok(_) => {}
+                    }
+                }
+                SinkConnector::Blackhole(b.clone())
+            }
+            _ => {
+                self.err(path, "needs exactly one of: parquet, blackhole");
+                return None;
+            }
+        };
+        Some((VertexKind::Sink(connector), up.schema.clone(), up.event_time_column.clone()))
+    }
+
+    fn edges(&self) -> Vec<Edge> {
+        let mut edges = Vec::new();
+        for v in &self.vertices {
+            let Some(from) = v.input else { continue };
+            let up = &self.vertices[from.0];
+            let keys = match &v.kind {
+                VertexKind::KeyBy { keys } => Some(keys),
+                VertexKind::WindowAggregate(w) => Some(&w.key_by),
+                _ => None,
+            };
+            let partitioning = match keys {
+                Some(keys) if self.partitioned_by.get(&from) != Some(&(keys.clone(), v.parallelism)) => {
+                    EdgePartitioning::Hash {
+                        key_columns: keys
+                            .iter()
+                            .map(|k| up.schema.index_of(k).expect("validated key"))
+                            .collect(),
+                    }
+                }
+                _ if up.parallelism == v.parallelism => EdgePartitioning::Forward,
+                _ => EdgePartitioning::Rebalance,
+            };
+            edges.push(Edge { from, to: v.id, partitioning });
+        }
+        edges
+    }
+}
+
+fn column_list(schema: &SchemaRef) -> String {
+    schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+}
+
+fn describe(schema: &SchemaRef) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A partition pattern must be a valid strftime pattern that yields a relative path.
+pub fn check_partition_pattern(pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if pattern.starts_with('/') || pattern.split('/').any(|s| s == "..") {
+        return Err("must be a relative path without '..'".into());
+    }
+    if StrftimeItems::new(pattern).any(|i| matches!(i, Item::Error)) {
+        return Err(format!("'{pattern}' is not a valid strftime pattern"));
+    }
+    Ok(())
+}

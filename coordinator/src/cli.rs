@@ -1,0 +1,149 @@
+//! The command line: `local`, `validate` and `schema`. Exit codes: 0 success, 1 the job
+//! failed, 2 the spec (or the configuration) was refused.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use weir_common::spec_loader::parse_spec;
+use weir_common::validation::validate;
+use weir_common::{JobGraph, SpecErrors};
+
+use crate::config::{LocalConfig, load_config};
+use crate::local_cluster::run_local;
+
+#[derive(Parser, Debug)]
+#[command(name = "coordinator", version, about = "Weir coordinator: runs and manages streaming jobs")]
+pub struct Cli {
+    /// TOML configuration file (flags and WEIR_* variables override it).
+    #[arg(long, global = true, env = "WEIR_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a job in this process: a coordinator and N task managers, until it finishes.
+    Local(LocalArgs),
+    /// Check a job spec and print its execution plan, without running it.
+    Validate(SpecArgs),
+    /// Print the JSON Schema of job specs.
+    Schema,
+}
+
+#[derive(Args, Debug)]
+pub struct SpecArgs {
+    /// The job spec (JSON).
+    pub spec: PathBuf,
+    /// Override a field of the spec: `--set sources.0.generator.events=1000`.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LocalArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Number of task managers to start.
+    #[arg(long, env = "WEIR_TASK_MANAGERS")]
+    pub task_managers: Option<usize>,
+    /// Slots per task manager (default: enough for the job).
+    #[arg(long, env = "WEIR_SLOTS")]
+    pub slots: Option<usize>,
+    /// Directory for dead letters when the spec names none.
+    #[arg(long, env = "WEIR_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Also write the final summary as JSON to this file.
+    #[arg(long)]
+    pub summary_json: Option<PathBuf>,
+    /// Progress line interval in milliseconds (0 turns progress off).
+    #[arg(long, env = "WEIR_PROGRESS_MS")]
+    pub progress_ms: Option<u64>,
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let config = match load_config(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Schema => {
+            println!("{}", weir_common::spec::json_schema());
+            ExitCode::SUCCESS
+        }
+        Command::Validate(args) => match load(&args) {
+            Ok(graph) => {
+                print_plan(&graph);
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Local(args) => {
+            let graph = match load(&args.spec) {
+                Ok(g) => g,
+                Err(code) => return code,
+            };
+            let local = LocalConfig::resolve(&config, &args);
+            match run_local(graph, &local) {
+                Ok(summary) => {
+                    print!("{}", summary.render());
+                    if let Some(path) = &args.summary_json
+                        && let Err(e) = std::fs::write(path, summary.to_json())
+                    {
+                        eprintln!("error: writing {}: {e}", path.display());
+                        return ExitCode::FAILURE;
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// Reads, overrides and validates a spec; prints every problem and returns exit code 2.
+fn load(args: &SpecArgs) -> Result<JobGraph, ExitCode> {
+    let refuse = |errors: SpecErrors| {
+        eprintln!("error: job spec {} refused:", args.spec.display());
+        for e in &errors.0 {
+            eprintln!("  {e}");
+        }
+        ExitCode::from(2)
+    };
+    let text = std::fs::read_to_string(&args.spec).map_err(|e| {
+        eprintln!("error: reading {}: {e}", args.spec.display());
+        ExitCode::from(2)
+    })?;
+    let spec = parse_spec(&text, &args.overrides).map_err(refuse)?;
+    validate(&spec).map_err(refuse)
+}
+
+fn print_plan(graph: &JobGraph) {
+    println!("job '{}': valid", graph.name);
+    for task in &graph.tasks {
+        let chain: Vec<String> = task
+            .vertices
+            .iter()
+            .map(|v| {
+                let v = graph.vertex(*v);
+                format!("{} ({})", v.name, v.kind.label())
+            })
+            .collect();
+        println!("  task {} x{}: {}", task.id, task.parallelism, chain.join(" -> "));
+    }
+    for e in graph.task_edges() {
+        println!(
+            "  edge {} -> {}: {:?}",
+            graph.vertex(e.from).name,
+            graph.vertex(e.to).name,
+            e.partitioning
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! Helpers shared by Weir's process-level tests and benchmarks: find the built binaries,
+//! run `coordinator local` on a spec with overrides, and read what it produced.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anyhow::{Context, Result, bail};
+
+/// The workspace root (where `examples/` lives).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// A binary built from this workspace, in the same profile directory as the running
+/// executable (tests live in `<target>/<profile>/deps/`).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: build the workspace binaries first (cargo build --release --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+/// A finished `coordinator local` run.
+pub struct LocalRun {
+    pub output: Output,
+    pub summary: Option<serde_json::Value>,
+}
+
+impl LocalRun {
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn summary(&self) -> &serde_json::Value {
+        self.summary.as_ref().unwrap_or_else(|| panic!("no summary; stderr:\n{}", self.stderr()))
+    }
+    /// The first sink's summary.
+    pub fn sink(&self) -> &serde_json::Value {
+        &self.summary()["sinks"][0]
+    }
+}
+
+/// Runs `coordinator local spec --set ...` in `work_dir` and collects its summary.
+pub fn run_local(spec: &Path, overrides: &[String], work_dir: &Path) -> Result<LocalRun> {
+    let summary_path = work_dir.join("summary.json");
+    let _ = std::fs::remove_file(&summary_path);
+    let mut cmd = Command::new(binary("coordinator"));
+    cmd.arg("local").arg(spec).arg("--progress-ms").arg("0");
+    cmd.arg("--work-dir").arg(work_dir);
+    cmd.arg("--summary-json").arg(&summary_path);
+    for o in overrides {
+        cmd.arg("--set").arg(o);
+    }
+    let output = cmd.output().context("running coordinator local")?;
+    let summary = match std::fs::read_to_string(&summary_path) {
+        Ok(text) => Some(serde_json::from_str(&text).context("parsing summary")?),
+        Err(_) => None,
+    };
+    Ok(LocalRun { output, summary })
+}
+
+/// Every file below `dir`, recursively, relative to it and sorted.
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).expect("below root").to_path_buf());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Rows per partition directory, from the Parquet footers of the published files.
+pub fn parquet_rows_by_partition(root: &Path) -> Result<std::collections::BTreeMap<String, u64>> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut rows = std::collections::BTreeMap::new();
+    for rel in files_below(root) {
+        if rel.extension().is_none_or(|e| e != "parquet") {
+            continue;
+        }
+        let f = std::fs::File::open(root.join(&rel))?;
+        let reader = SerializedFileReader::new(f).with_context(|| format!("reading {}", rel.display()))?;
+        let n = reader.metadata().file_metadata().num_rows() as u64;
+        let dir = rel.parent().map(|p| p.display().to_string()).unwrap_or_default();
+        *rows.entry(dir).or_default() += n;
+    }
+    Ok(rows)
+}
+
+/// Runs a Python snippet with pyarrow/duckdb available (the test set-up installs them).
+pub fn python(script: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new("python3").arg("-c").arg(script).args(args).output().context("running python3")?;
+    if !out.status.success() {
+        bail!("python failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -1,0 +1,101 @@
+//! Malformed job specs are refused before anything runs, with exit code 2 and a message
+//! that names the path of the bad field.
+
+use std::process::Command;
+
+use weir_integration::binary;
+
+const SOURCE: &str = r#"{"id": "logs", "generator": {"workload": "w2_logs", "events": 100},
+  "format": {"type": "json"},
+  "schema": [{"name": "ts", "type": "timestamp_ms"}, {"name": "level", "type": "string"}],
+  "event_time": {"column": "ts"}}"#;
+
+fn spec(operators: &str) -> String {
+    format!(
+        r#"{{"name": "bad", "sources": [{SOURCE}], "operators": [{operators}],
+            "sinks": [{{"id": "out", "input": "last", "blackhole": {{}}}}]}}"#
+    )
+}
+
+/// Runs `coordinator <cmd> <spec file> <extra>` and returns (exit code, stderr).
+fn coordinator(cmd: &str, text: &str, extra: &[&str]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("job.json");
+    std::fs::write(&path, text).unwrap();
+    let mut c = Command::new(binary("coordinator"));
+    c.arg(cmd).arg(&path).args(extra);
+    if cmd == "local" {
+        c.args(["--progress-ms", "0", "--work-dir"]).arg(dir.path());
+    }
+    let out = c.output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn assert_refused(text: &str, expect: &[&str]) {
+    for cmd in ["validate", "local"] {
+        let (code, stderr) = coordinator(cmd, text, &[]);
+        assert_eq!(code, 2, "{cmd}: expected exit 2, stderr:\n{stderr}");
+        for e in expect {
+            assert!(stderr.contains(e), "{cmd}: expected {e:?} in:\n{stderr}");
+        }
+    }
+}
+
+#[test]
+fn unknown_operator_kind() {
+    assert_refused(&spec(r#"{"id": "last", "input": "logs", "flatmap": "x"}"#), &["operators[0].flatmap", "unknown field `flatmap`"]);
+}
+
+#[test]
+fn unknown_column() {
+    assert_refused(
+        &spec(r#"{"id": "last", "input": "logs", "filter": "levle = 'ERROR'"}"#),
+        &["operators[0].filter: unknown column 'levle'"],
+    );
+}
+
+#[test]
+fn type_mismatch_in_an_expression() {
+    assert_refused(&spec(r#"{"id": "last", "input": "logs", "filter": "level"}"#), &["operators[0].filter: must be a boolean predicate"]);
+    assert_refused(
+        &spec(r#"{"id": "last", "input": "logs", "project": ["ts", {"name": "x", "expr": "level - ts"}]}"#),
+        &["operators[0].project[1]"],
+    );
+}
+
+#[test]
+fn cycle_in_the_dag() {
+    assert_refused(
+        &spec(r#"{"id": "a", "input": "last", "filter": "true"}, {"id": "last", "input": "a", "filter": "true"}"#),
+        &["cycle: "],
+    );
+}
+
+#[test]
+fn missing_source() {
+    let text = r#"{"name": "bad", "sources": [], "sinks": [{"id": "out", "input": "logs", "blackhole": {}}]}"#;
+    assert_refused(text, &["sources: a job needs at least one source", "sinks[0].input: unknown input 'logs'"]);
+}
+
+#[test]
+fn bad_override_and_bad_values() {
+    let ok = spec(r#"{"id": "last", "input": "logs", "filter": "level <> 'DEBUG'"}"#);
+    let (code, stderr) = coordinator("local", &ok, &["--set", "sources.0.generator.events=7"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("sources[0].generator.events: must be a positive even number"), "{stderr}");
+    let (code, stderr) = coordinator("local", &ok, &["--set", "parallelism=\"two\""]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("parallelism: invalid type"), "{stderr}");
+}
+
+#[test]
+fn a_valid_spec_is_accepted() {
+    let ok = spec(r#"{"id": "last", "input": "logs", "filter": "level <> 'DEBUG'"}"#);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("job.json");
+    std::fs::write(&path, ok).unwrap();
+    let out = Command::new(binary("coordinator")).arg("validate").arg(&path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(plan.contains("logs (source) -> last (filter) -> out (sink)"), "{plan}");
+}

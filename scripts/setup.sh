@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what building and testing Weir needs on a Debian machine, idempotently: a Rust
+# toolchain with rustfmt and clippy must already be there (rustup); the test suite's
+# independent Parquet readers (pyarrow, DuckDB) come from PyPI. protoc comes vendored.
+#   scripts/setup.sh          # build prerequisites
+#   scripts/setup.sh test     # also the test prerequisites
+set -euo pipefail
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "error: Weir needs a Rust toolchain (cargo 1.88 or newer); install it with rustup" >&2
+  exit 1
+fi
+for tool in rustfmt clippy; do
+  if ! cargo "${tool/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    rustup component add "$tool"
+  fi
+done
+missing=()
+for cmd in cc make pkg-config python3; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq build-essential pkg-config python3 python3-pip >/dev/null
+fi
+
+if [ "${1:-}" = test ]; then
+  if ! python3 -c 'import pyarrow, duckdb' >/dev/null 2>&1; then
+    python3 -m pip install --quiet pyarrow duckdb 2>/dev/null ||
+      python3 -m pip install --quiet --break-system-packages pyarrow duckdb
+  fi
+fi

@@ -1,0 +1,169 @@
+//! JSON-lines files as a source: a single file, or every regular, non-hidden file of a
+//! directory in name order. Files are dealt out to subtasks round robin. Reading is
+//! asynchronous (tokio's file I/O runs on its blocking pool, off the actor's thread);
+//! records carry their file and line number for dead letters.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use tokio::io::AsyncReadExt;
+use weir_common::spec::FileSourceSpec;
+
+use crate::error::TaskError;
+use crate::runtime::source::{RawRecords, SourceOutput, SourceReader};
+
+const READ_CHUNK: usize = 1 << 20;
+
+pub struct JsonLinesSource {
+    root: PathBuf,
+    subtask: u32,
+    parallelism: u32,
+    batch_size: usize,
+    files: Option<Vec<PathBuf>>,
+    current: Option<OpenFile>,
+}
+
+struct OpenFile {
+    file: tokio::fs::File,
+    origin: Arc<str>,
+    path: PathBuf,
+    /// Bytes read; those before `pos` are already split into lines.
+    pending: Vec<u8>,
+    pos: usize,
+    line: u64,
+    eof: bool,
+}
+
+impl JsonLinesSource {
+    pub fn new(spec: &FileSourceSpec, subtask: u32, parallelism: u32) -> Self {
+        Self {
+            root: PathBuf::from(&spec.path),
+            subtask,
+            parallelism,
+            batch_size: spec.batch_size,
+            files: None,
+            current: None,
+        }
+    }
+
+    async fn list_files(&self) -> Result<Vec<PathBuf>, TaskError> {
+        let meta = tokio::fs::metadata(&self.root)
+            .await
+            .map_err(|e| TaskError::io("reading source path", &self.root, e))?;
+        let mut files = if meta.is_dir() {
+            let mut entries = tokio::fs::read_dir(&self.root)
+                .await
+                .map_err(|e| TaskError::io("listing source directory", &self.root, e))?;
+            let mut files = Vec::new();
+            while let Some(entry) = entries
+                .next_entry()
+                .await
+                .map_err(|e| TaskError::io("listing source directory", &self.root, e))?
+            {
+                let hidden = entry.file_name().to_string_lossy().starts_with('.');
+                let is_file = entry.file_type().await.map(|t| t.is_file()).unwrap_or(false);
+                if is_file && !hidden {
+                    files.push(entry.path());
+                }
+            }
+            files.sort();
+            files
+        } else {
+            vec![self.root.clone()]
+        };
+        let mut i = 0u32;
+        files.retain(|_| {
+            let mine = i % self.parallelism == self.subtask;
+            i += 1;
+            mine
+        });
+        files.reverse();
+        Ok(files)
+    }
+
+    async fn open(path: PathBuf) -> Result<OpenFile, TaskError> {
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| TaskError::io("opening source file", &path, e))?;
+        Ok(OpenFile {
+            file,
+            origin: Arc::from(path.display().to_string()),
+            path,
+            pending: Vec::new(),
+            pos: 0,
+            line: 0,
+            eof: false,
+        })
+    }
+
+    async fn read_batch(&mut self) -> Result<Option<RawRecords>, TaskError> {
+        if self.files.is_none() {
+            self.files = Some(self.list_files().await?);
+        }
+        loop {
+            if self.current.is_none() {
+                match self.files.as_mut().and_then(|f| f.pop()) {
+                    Some(path) => self.current = Some(Self::open(path).await?),
+                    None => return Ok(None),
+                }
+            }
+            let f = self.current.as_mut().expect("opened above");
+            let mut raw = RawRecords {
+                origin: f.origin.clone(),
+                ..Default::default()
+            };
+            while raw.len() < self.batch_size {
+                if let Some(nl) = f.pending[f.pos..].iter().position(|b| *b == b'\n') {
+                    f.line += 1;
+                    push_line(&mut raw, &f.pending[f.pos..f.pos + nl], f.line);
+                    f.pos += nl + 1;
+                    continue;
+                }
+                if f.eof {
+                    if f.pos < f.pending.len() {
+                        f.line += 1;
+                        push_line(&mut raw, &f.pending[f.pos..], f.line);
+                        f.pos = f.pending.len();
+                    }
+                    break;
+                }
+                fill(f).await?;
+            }
+            if f.eof && f.pos == f.pending.len() {
+                self.current = None;
+            }
+            if !raw.is_empty() {
+                return Ok(Some(raw));
+            }
+        }
+    }
+}
+
+async fn fill(f: &mut OpenFile) -> Result<(), TaskError> {
+    f.pending.drain(..f.pos);
+    f.pos = 0;
+    let start = f.pending.len();
+    f.pending.resize(start + READ_CHUNK, 0);
+    let n = f
+        .file
+        .read(&mut f.pending[start..])
+        .await
+        .map_err(|e| TaskError::io("reading source file", &f.path, e))?;
+    f.pending.truncate(start + n);
+    f.eof = n == 0;
+    Ok(())
+}
+
+fn push_line(raw: &mut RawRecords, line: &[u8], number: u64) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if !line.iter().all(u8::is_ascii_whitespace) {
+        raw.push(line, number);
+    }
+}
+
+impl SourceReader for JsonLinesSource {
+    fn next(&mut self) -> BoxFuture<'_, Result<Option<SourceOutput>, TaskError>> {
+        Box::pin(async move { Ok(self.read_batch().await?.map(SourceOutput::Raw)) })
+    }
+}

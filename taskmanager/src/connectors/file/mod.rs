@@ -1,0 +1,3 @@
+//! Sources reading local files.
+
+pub mod jsonl_source;

@@ -1,0 +1,200 @@
+//! The Parquet writer that runs on the sink's own thread: splits batches by time bucket,
+//! keeps one open part file per bucket, and publishes a part by renaming it from a hidden
+//! in-progress name once it is complete, so readers never see a partial file.
+//!
+//! A part is rolled (closed and published) when it reaches the size limit, when it has
+//! been open longer than the rollover interval, when the watermark passes the end of its
+//! bucket (the hour is complete: nothing more will arrive for it), and at end of input.
+//! Published names carry the run, the subtask, a sequence number and the event-time range
+//! the file holds: `part-<run>-<subtask>-<seq>_<min ts>_<max ts>.parquet`.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use arrow::array::UInt32Array;
+use arrow::compute::take_record_batch;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression as ParquetCompression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use weir_common::spec::{Compression, ParquetSinkSpec};
+
+use super::partition_path::PartitionScheme;
+use crate::error::TaskError;
+use crate::runtime::event_time_column::event_times;
+use crate::runtime::sink::SinkReport;
+
+pub struct PartitionedWriter {
+    root: PathBuf,
+    scheme: PartitionScheme,
+    schema: SchemaRef,
+    event_time_column: usize,
+    props: WriterProperties,
+    max_file_bytes: u64,
+    rollover: Duration,
+    file_prefix: String,
+    next_seq: u64,
+    open: BTreeMap<i64, OpenPart>,
+    report: SinkReport,
+}
+
+struct OpenPart {
+    writer: ArrowWriter<BufWriter<File>>,
+    dir: PathBuf,
+    tmp_path: PathBuf,
+    seq: u64,
+    rows: u64,
+    min_ts: i64,
+    max_ts: i64,
+    opened: Instant,
+}
+
+impl PartitionedWriter {
+    pub fn new(spec: &ParquetSinkSpec, schema: SchemaRef, event_time_column: usize, run_id: &str, subtask: u32) -> Self {
+        let compression = match spec.compression {
+            Compression::Zstd => ParquetCompression::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1")),
+            Compression::Snappy => ParquetCompression::SNAPPY,
+            Compression::None => ParquetCompression::UNCOMPRESSED,
+        };
+        Self {
+            root: PathBuf::from(&spec.path),
+            scheme: PartitionScheme::new(&spec.partition),
+            schema,
+            event_time_column,
+            props: WriterProperties::builder().set_compression(compression).build(),
+            max_file_bytes: spec.max_file_bytes,
+            rollover: Duration::from_millis(spec.rollover_ms),
+            file_prefix: format!("part-{run_id}-{subtask}"),
+            next_seq: 0,
+            open: BTreeMap::new(),
+            report: SinkReport::default(),
+        }
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
+        let ts = event_times(batch, self.event_time_column);
+        let Some(&first) = ts.first() else { return Ok(()) };
+        let b0 = self.scheme.bucket(first);
+        if ts.iter().all(|t| self.scheme.bucket(*t) == b0) {
+            return self.write_bucket(b0, batch, ts);
+        }
+        let mut rows: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        for (i, t) in ts.iter().enumerate() {
+            rows.entry(self.scheme.bucket(*t)).or_default().push(i as u32);
+        }
+        for (bucket, idx) in rows {
+            let part = take_record_batch(batch, &UInt32Array::from(idx)).map_err(|e| TaskError::arrow("parquet sink", e))?;
+            let part_ts = event_times(&part, self.event_time_column).to_vec();
+            self.write_bucket(bucket, &part, &part_ts)?;
+        }
+        Ok(())
+    }
+
+    fn write_bucket(&mut self, bucket: i64, batch: &RecordBatch, ts: &[i64]) -> Result<(), TaskError> {
+        let (min, max) = ts.iter().fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(*t), hi.max(*t)));
+        if !self.open.contains_key(&bucket) {
+            let part = self.open_part(bucket)?;
+            self.open.insert(bucket, part);
+        }
+        let part = self.open.get_mut(&bucket).expect("opened above");
+        part.writer
+            .write(batch)
+            .map_err(|source| TaskError::Parquet { path: part.tmp_path.clone(), source })?;
+        part.rows += batch.num_rows() as u64;
+        part.min_ts = part.min_ts.min(min);
+        part.max_ts = part.max_ts.max(max);
+        let size = part.writer.bytes_written() + part.writer.in_progress_size();
+        if size as u64 >= self.max_file_bytes {
+            self.roll(bucket)?;
+        }
+        Ok(())
+    }
+
+    fn open_part(&mut self, bucket: i64) -> Result<OpenPart, TaskError> {
+        let dir = self.root.join(self.scheme.directory(bucket));
+        fs::create_dir_all(&dir).map_err(|e| TaskError::io("creating partition directory", &dir, e))?;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let tmp_path = dir.join(format!(".{}-{seq:05}.parquet.inprogress", self.file_prefix));
+        let file = File::create(&tmp_path).map_err(|e| TaskError::io("creating part file", &tmp_path, e))?;
+        let writer = ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), self.schema.clone(), Some(self.props.clone()))
+            .map_err(|source| TaskError::Parquet { path: tmp_path.clone(), source })?;
+        Ok(OpenPart {
+            writer,
+            dir,
+            tmp_path,
+            seq,
+            rows: 0,
+            min_ts: i64::MAX,
+            max_ts: i64::MIN,
+            opened: Instant::now(),
+        })
+    }
+
+    /// Closes the bucket's part, makes it durable and publishes it under its final name.
+    fn roll(&mut self, bucket: i64) -> Result<(), TaskError> {
+        let Some(part) = self.open.remove(&bucket) else { return Ok(()) };
+        let rows = part.rows;
+        let tmp = part.tmp_path.clone();
+        let buf = part.writer.into_inner().map_err(|source| TaskError::Parquet { path: tmp.clone(), source })?;
+        let file = buf.into_inner().map_err(|e| TaskError::io("flushing part file", &tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| TaskError::io("syncing part file", &tmp, e))?;
+        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let name = format!("{}-{:05}_{}_{}.parquet", self.file_prefix, part.seq, part.min_ts, part.max_ts);
+        let final_path = part.dir.join(&name);
+        fs::rename(&tmp, &final_path).map_err(|e| TaskError::io("publishing part file", &tmp, e))?;
+        sync_dir(&part.dir)?;
+        let rel = final_path.strip_prefix(&self.root).unwrap_or(&final_path).display().to_string();
+        self.report.files.push(rel);
+        self.report.rows += rows;
+        self.report.bytes += bytes;
+        Ok(())
+    }
+
+    /// Publishes every part whose bucket the watermark has passed.
+    pub fn on_watermark(&mut self, watermark: i64) -> Result<(), TaskError> {
+        let done: Vec<i64> = self
+            .open
+            .keys()
+            .copied()
+            .filter(|b| watermark >= self.scheme.bounds(*b).1 - 1)
+            .collect();
+        for b in done {
+            self.roll(b)?;
+        }
+        Ok(())
+    }
+
+    /// Publishes parts open longer than the rollover interval.
+    pub fn on_timer(&mut self) -> Result<(), TaskError> {
+        let now = Instant::now();
+        let stale: Vec<i64> = self
+            .open
+            .iter()
+            .filter(|(_, p)| now.duration_since(p.opened) >= self.rollover)
+            .map(|(b, _)| *b)
+            .collect();
+        for b in stale {
+            self.roll(b)?;
+        }
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<SinkReport, TaskError> {
+        let buckets: Vec<i64> = self.open.keys().copied().collect();
+        for b in buckets {
+            self.roll(b)?;
+        }
+        Ok(self.report)
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), TaskError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| TaskError::io("syncing partition directory", dir, e))
+}

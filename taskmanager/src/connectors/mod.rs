@@ -1,0 +1,47 @@
+//! Connectors, one folder per system, and the one place that builds sources and sinks from
+//! graph vertices.
+
+pub mod blackhole;
+pub mod file;
+pub mod filesystem;
+pub mod generator;
+
+use weir_common::graph::{SinkConnector, SourceConnector, Vertex, VertexKind};
+
+use crate::error::TaskError;
+use crate::runtime::job_deployment::JobContext;
+use crate::runtime::sink::Sink;
+use crate::runtime::source::SourceReader;
+
+pub fn build_source(vertex: &Vertex, subtask: u32) -> Result<Box<dyn SourceReader>, TaskError> {
+    let VertexKind::Source { connector, .. } = &vertex.kind else {
+        return Err(TaskError::Invalid {
+            vertex: vertex.name.clone(),
+            message: "not a source".into(),
+        });
+    };
+    Ok(match connector {
+        SourceConnector::Generator(spec) => generator::build(spec, subtask, vertex.parallelism),
+        SourceConnector::File(spec) => Box::new(file::jsonl_source::JsonLinesSource::new(spec, subtask, vertex.parallelism)),
+    })
+}
+
+pub fn build_sink(vertex: &Vertex, subtask: u32, ctx: &JobContext) -> Result<Box<dyn Sink>, TaskError> {
+    let VertexKind::Sink(connector) = &vertex.kind else {
+        return Err(TaskError::Invalid {
+            vertex: vertex.name.clone(),
+            message: "not a sink".into(),
+        });
+    };
+    let metrics = ctx.metrics.get(vertex.id.0, subtask);
+    Ok(match connector {
+        SinkConnector::Parquet(spec) => Box::new(filesystem::parquet_sink::ParquetSink::start(
+            vertex,
+            spec,
+            subtask,
+            &ctx.run_id,
+            metrics,
+        )?),
+        SinkConnector::Blackhole(spec) => Box::new(blackhole::BlackholeSink::new(vertex, spec, metrics)?),
+    })
+}

@@ -1,0 +1,49 @@
+//! Errors that fail a subtask, each saying which job part and which file or record.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("{vertex}: arrow error: {source}")]
+    Arrow {
+        vertex: String,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    #[error("{vertex}: expression error: {message}")]
+    Expression { vertex: String, message: String },
+    #[error("{context} {}: {source}", path.display())]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parquet file {}: {source}", path.display())]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("{0} stopped unexpectedly")]
+    Disconnected(String),
+    #[error("{vertex}: {message}")]
+    Invalid { vertex: String, message: String },
+}
+
+impl TaskError {
+    pub fn arrow(vertex: &str, source: arrow::error::ArrowError) -> Self {
+        TaskError::Arrow {
+            vertex: vertex.to_string(),
+            source,
+        }
+    }
+
+    pub fn io(context: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        TaskError::Io {
+            context,
+            path: path.into(),
+            source,
+        }
+    }
+}

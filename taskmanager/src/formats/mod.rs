@@ -1,0 +1,3 @@
+//! Record formats: raw bytes in, Arrow rows out, with every undecodable record set aside.
+
+pub mod json_decoder;

@@ -1,0 +1,12 @@
+//! Weir's worker: the operator runtime (one actix actor per subtask chain, bounded
+//! channels between them), the connectors (generator, files, Parquet), the formats and
+//! the operators.
+
+pub mod connectors;
+pub mod dead_letter;
+pub mod error;
+pub mod formats;
+pub mod operators;
+pub mod runtime;
+
+pub use error::TaskError;

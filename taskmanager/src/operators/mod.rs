@@ -1,0 +1,46 @@
+//! The operators, one file each, and the one place that builds them from a graph vertex.
+
+pub mod filter;
+pub mod key_by;
+pub mod project;
+pub mod window_aggregate;
+pub mod window_state;
+
+use std::sync::Arc;
+
+use weir_common::graph::{JobGraph, Vertex, VertexKind};
+
+use crate::error::TaskError;
+use crate::runtime::operator::Operator;
+use crate::runtime::subtask_metrics::SubtaskMetrics;
+
+pub fn build_operator(graph: &JobGraph, vertex: &Vertex, metrics: Arc<SubtaskMetrics>) -> Result<Box<dyn Operator>, TaskError> {
+    let input = vertex
+        .input
+        .map(|i| graph.vertex(i))
+        .ok_or_else(|| TaskError::Invalid {
+            vertex: vertex.name.clone(),
+            message: "an operator needs an input".into(),
+        })?;
+    Ok(match &vertex.kind {
+        VertexKind::Filter { predicate } => Box::new(filter::Filter::new(&vertex.name, predicate, &input.schema)?),
+        VertexKind::Project { columns } => {
+            Box::new(project::Project::new(&vertex.name, columns, &input.schema, vertex.schema.clone())?)
+        }
+        VertexKind::KeyBy { .. } => Box::new(key_by::KeyBy),
+        VertexKind::WindowAggregate(spec) => Box::new(window_aggregate::WindowAggregate::new(
+            &vertex.name,
+            spec,
+            &input.schema,
+            &input.event_time_column,
+            vertex.schema.clone(),
+            metrics,
+        )?),
+        VertexKind::Source { .. } | VertexKind::Sink(_) => {
+            return Err(TaskError::Invalid {
+                vertex: vertex.name.clone(),
+                message: format!("a {} is not an operator", vertex.kind.label()),
+            });
+        }
+    })
+}

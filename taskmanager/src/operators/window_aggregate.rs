@@ -1,0 +1,151 @@
+//! `window_aggregate`: keyed event-time tumbling windows with count, sum, min and max,
+//! computed incrementally and emitted when the watermark passes a window's last
+//! millisecond. A row whose window has already fired is late: it is counted and dropped,
+//! as in Flink's default.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use arrow::row::RowConverter;
+use weir_common::event_time::{window_is_complete, window_start};
+use weir_common::schema::UTC;
+use weir_common::spec::WindowAggregateSpec;
+
+use crate::error::TaskError;
+use crate::operators::window_state::{Accumulator, AggInput, WindowState, encode_keys, key_converter};
+use crate::runtime::event_time_column::event_times;
+use crate::runtime::operator::Operator;
+use crate::runtime::stream_event::StreamEvent;
+use crate::runtime::subtask_metrics::SubtaskMetrics;
+
+pub struct WindowAggregate {
+    name: String,
+    size: i64,
+    key_columns: Vec<usize>,
+    key_types: Vec<DataType>,
+    converter: Option<RowConverter>,
+    event_time_column: usize,
+    accumulators: Vec<Accumulator>,
+    agg_columns: Vec<Option<usize>>,
+    output: SchemaRef,
+    windows: BTreeMap<i64, WindowState>,
+    watermark: i64,
+    metrics: Arc<SubtaskMetrics>,
+}
+
+impl WindowAggregate {
+    pub fn new(
+        name: &str,
+        spec: &WindowAggregateSpec,
+        input: &SchemaRef,
+        event_time_column: &str,
+        output: SchemaRef,
+        metrics: Arc<SubtaskMetrics>,
+    ) -> Result<Self, TaskError> {
+        let arrow = |e| TaskError::arrow(name, e);
+        let key_columns: Vec<usize> = spec.key_by.iter().map(|k| input.index_of(k)).collect::<Result<_, _>>().map_err(arrow)?;
+        let key_fields: Vec<(DataType, bool)> = key_columns
+            .iter()
+            .map(|&i| (input.field(i).data_type().clone(), input.field(i).is_nullable()))
+            .collect();
+        let mut accumulators = Vec::new();
+        let mut agg_columns = Vec::new();
+        for a in &spec.aggregates {
+            let col = a.column.as_ref().map(|c| input.index_of(c)).transpose().map_err(arrow)?;
+            accumulators.push(Accumulator::new(a.function, col.map(|c| input.field(c).data_type())));
+            agg_columns.push(col);
+        }
+        Ok(Self {
+            name: name.to_string(),
+            size: spec.tumbling_ms as i64,
+            key_types: key_fields.iter().map(|(t, _)| t.clone()).collect(),
+            converter: key_converter(&key_fields).map_err(arrow)?,
+            key_columns,
+            event_time_column: input.index_of(event_time_column).map_err(arrow)?,
+            accumulators,
+            agg_columns,
+            output,
+            windows: BTreeMap::new(),
+            watermark: i64::MIN,
+            metrics,
+        })
+    }
+
+    fn fire(&mut self, start: i64, state: WindowState, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
+        if state.is_empty() {
+            return Ok(());
+        }
+        let arrow = |e| TaskError::arrow(&self.name, e);
+        let n = state.len();
+        let mut cols: Vec<ArrayRef> = state.key_columns(&self.key_types, self.converter.as_ref()).map_err(arrow)?;
+        let ts = |v: i64| -> ArrayRef { Arc::new(TimestampMillisecondArray::from(vec![v; n]).with_timezone(UTC)) };
+        cols.push(ts(start));
+        cols.push(ts(start + self.size));
+        cols.push(ts(start + self.size - 1));
+        let first_agg = self.key_columns.len() + 3;
+        for (a, acc) in self.accumulators.iter().enumerate() {
+            let t = self.output.field(first_agg + a).data_type();
+            cols.push(state.aggregate_column(a, *acc, self.accumulators.len(), t).map_err(arrow)?);
+        }
+        out.push(StreamEvent::Data(RecordBatch::try_new(self.output.clone(), cols).map_err(arrow)?));
+        Ok(())
+    }
+}
+
+impl Operator for WindowAggregate {
+    fn on_batch(&mut self, batch: RecordBatch, _out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
+        let arrow = |e| TaskError::arrow(&self.name, e);
+        let key_cols: Vec<ArrayRef> = self.key_columns.iter().map(|&c| batch.column(c).clone()).collect();
+        let keys = encode_keys(&key_cols, self.converter.as_ref()).map_err(arrow)?;
+        let inputs: Vec<AggInput> = self
+            .accumulators
+            .iter()
+            .zip(&self.agg_columns)
+            .map(|(acc, col)| match col {
+                Some(c) => AggInput::from_column(*acc, batch.column(*c)),
+                None => Ok(AggInput::None),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(arrow)?;
+        let ts = event_times(&batch, self.event_time_column);
+        let int_keys = self.converter.is_none();
+        let mut late = 0u64;
+        let mut row = 0;
+        while row < ts.len() {
+            let start = window_start(ts[row], self.size);
+            let mut end = row + 1;
+            while end < ts.len() && window_start(ts[end], self.size) == start {
+                end += 1;
+            }
+            if window_is_complete(start + self.size, self.watermark) {
+                late += (end - row) as u64;
+            } else {
+                self.windows
+                    .entry(start)
+                    .or_insert_with(|| WindowState::new(int_keys))
+                    .update(&keys, row..end, &self.accumulators, &inputs);
+            }
+            row = end;
+        }
+        if late > 0 {
+            SubtaskMetrics::add(&self.metrics.late_records, late);
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
+        self.watermark = watermark;
+        while let Some(entry) = self.windows.first_entry() {
+            if !window_is_complete(*entry.key() + self.size, watermark) {
+                break;
+            }
+            let (start, state) = entry.remove_entry();
+            self.fire(start, state, out)?;
+        }
+        out.push(StreamEvent::Watermark(watermark));
+        Ok(())
+    }
+}

@@ -1,0 +1,146 @@
+//! Turns a validated job graph into running subtasks: creates the bounded channel for
+//! every producer/consumer subtask pair of every edge between tasks, builds each subtask's
+//! input, operator chain and tail, and starts it as an actor on the slot it was placed on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tokio::sync::mpsc;
+use weir_common::graph::{EdgePartitioning, JobGraph, VertexKind};
+
+use crate::connectors::{build_sink, build_source};
+use crate::dead_letter::DeadLetterQueue;
+use crate::error::TaskError;
+use crate::formats::json_decoder::JsonDecoder;
+use crate::operators::build_operator;
+use crate::runtime::input_gate::InputGate;
+use crate::runtime::key_partitioner::KeyPartitioner;
+use crate::runtime::operator_chain::{ChainedOperator, OperatorChain};
+use crate::runtime::output_gate::{OutputEdge, OutputGate, Routing};
+use crate::runtime::source_driver::SourceDriver;
+use crate::runtime::stream_event::StreamEvent;
+use crate::runtime::subtask_actor::{ChainTail, SubtaskActor, SubtaskDone, SubtaskId, SubtaskIo, TaskInput};
+use crate::runtime::subtask_metrics::JobMetrics;
+
+/// Batches in flight per channel: enough to keep both ends busy, small enough that memory
+/// stays bounded (a few MB per channel at 8192-row batches).
+pub const DEFAULT_CHANNEL_CAPACITY: usize = 4;
+
+/// What every subtask of one job run shares.
+#[derive(Clone)]
+pub struct JobContext {
+    /// Distinguishes this run's files from earlier runs' (part names, dead letters).
+    pub run_id: String,
+    pub dead_letters: DeadLetterQueue,
+    pub metrics: JobMetrics,
+    pub done: mpsc::Sender<SubtaskDone>,
+    pub channel_capacity: usize,
+}
+
+/// Deploys every subtask of `graph`; `place(task, subtask)` says on which slot.
+pub fn deploy(
+    graph: &JobGraph,
+    place: &dyn Fn(usize, u32) -> ArbiterHandle,
+    ctx: &JobContext,
+) -> Result<Vec<Addr<SubtaskActor>>, TaskError> {
+    let mut outputs: HashMap<(usize, u32), Vec<OutputEdge>> = HashMap::new();
+    let mut inputs: HashMap<(usize, u32), Vec<mpsc::Receiver<StreamEvent>>> = HashMap::new();
+    for edge in graph.task_edges() {
+        let from = graph.task_of(edge.from);
+        let to = graph.task_of(edge.to);
+        let consumer = graph.vertex(edge.to).name.clone();
+        for i in 0..from.parallelism {
+            let (routing, targets): (Routing, Vec<u32>) = match &edge.partitioning {
+                EdgePartitioning::Forward => (Routing::Forward, vec![i]),
+                EdgePartitioning::Hash { key_columns } => (
+                    Routing::Hash(KeyPartitioner {
+                        key_columns: key_columns.clone(),
+                        max_parallelism: graph.max_parallelism,
+                        parallelism: to.parallelism,
+                    }),
+                    (0..to.parallelism).collect(),
+                ),
+                EdgePartitioning::Rebalance => (
+                    Routing::RoundRobin {
+                        next: (i % to.parallelism) as usize,
+                    },
+                    (0..to.parallelism).collect(),
+                ),
+            };
+            let mut channels = Vec::with_capacity(targets.len());
+            for j in targets {
+                let (tx, rx) = mpsc::channel(ctx.channel_capacity);
+                channels.push(tx);
+                inputs.entry((to.id, j)).or_default().push(rx);
+            }
+            outputs.entry((from.id, i)).or_default().push(OutputEdge {
+                routing,
+                channels,
+                consumer: consumer.clone(),
+            });
+        }
+    }
+
+    let mut actors = Vec::new();
+    for task in &graph.tasks {
+        let label = task
+            .vertices
+            .iter()
+            .map(|v| graph.vertex(*v).name.as_str())
+            .collect::<Vec<_>>()
+            .join(" -> ");
+        for s in 0..task.parallelism {
+            let head = graph.vertex(task.head());
+            let mut chain_vertices = task.vertices.as_slice();
+            let input = match &head.kind {
+                VertexKind::Source {
+                    format,
+                    max_out_of_orderness_ms,
+                    ..
+                } => {
+                    chain_vertices = &chain_vertices[1..];
+                    let reader = build_source(head, s)?;
+                    let decoder = format.as_ref().map(|_| JsonDecoder::new(head.schema.clone(), &head.name));
+                    TaskInput::Source(SourceDriver::new(
+                        Arc::from(head.name.as_str()),
+                        s,
+                        reader,
+                        decoder,
+                        head.schema.index_of(&head.event_time_column).map_err(|e| TaskError::arrow(&head.name, e))?,
+                        *max_out_of_orderness_ms,
+                        ctx.dead_letters.clone(),
+                        ctx.metrics.get(head.id.0, s),
+                    ))
+                }
+                _ => TaskInput::Gate(InputGate::new(inputs.remove(&(task.id, s)).unwrap_or_default())),
+            };
+            let tail_vertex = graph.vertex(task.tail());
+            let tail = if matches!(tail_vertex.kind, VertexKind::Sink(_)) && !chain_vertices.is_empty() {
+                chain_vertices = &chain_vertices[..chain_vertices.len() - 1];
+                ChainTail::Sink(build_sink(tail_vertex, s, ctx)?)
+            } else {
+                ChainTail::Output(OutputGate {
+                    edges: outputs.remove(&(task.id, s)).unwrap_or_default(),
+                })
+            };
+            let mut operators = Vec::with_capacity(chain_vertices.len());
+            for v in chain_vertices {
+                let vertex = graph.vertex(*v);
+                let metrics = ctx.metrics.get(v.0, s);
+                operators.push(ChainedOperator {
+                    operator: build_operator(graph, vertex, metrics.clone())?,
+                    metrics,
+                });
+            }
+            let id = SubtaskId {
+                task: task.id,
+                subtask: s,
+                label: label.clone(),
+            };
+            let actor = SubtaskActor::new(id, OperatorChain::new(operators), SubtaskIo { input, tail }, ctx.done.clone());
+            actors.push(SubtaskActor::start_in_arbiter(&place(task.id, s), move |_| actor));
+        }
+    }
+    Ok(actors)
+}

@@ -1,0 +1,19 @@
+//! The operator contract: synchronous, CPU-only transformations of stream events. Anything
+//! that waits (network, files) lives in sources, sinks and gates, so an operator never
+//! blocks its actor's thread.
+
+use arrow::record_batch::RecordBatch;
+
+use crate::error::TaskError;
+use crate::runtime::stream_event::StreamEvent;
+
+pub trait Operator: Send {
+    /// Transforms one batch; pushes zero or more events downstream.
+    fn on_batch(&mut self, batch: RecordBatch, out: &mut Vec<StreamEvent>) -> Result<(), TaskError>;
+
+    /// The watermark advanced (it only ever increases). Timers fire here.
+    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
+        out.push(StreamEvent::Watermark(watermark));
+        Ok(())
+    }
+}

@@ -1,0 +1,72 @@
+//! The output side of a chain: for every outgoing edge, the channels to the consuming
+//! subtasks and how batches are routed to them (forward, by key group, round robin).
+//! Sending waits while a channel is full: that wait is the backpressure that slows a source
+//! down to the pace of its slowest consumer.
+
+use tokio::sync::mpsc;
+
+use crate::error::TaskError;
+use crate::runtime::key_partitioner::KeyPartitioner;
+use crate::runtime::stream_event::StreamEvent;
+
+pub enum Routing {
+    /// One channel: the consumer subtask with the same index.
+    Forward,
+    Hash(KeyPartitioner),
+    RoundRobin { next: usize },
+}
+
+pub struct OutputEdge {
+    pub routing: Routing,
+    /// Indexed by consumer subtask (a single entry for `Forward`).
+    pub channels: Vec<mpsc::Sender<StreamEvent>>,
+    pub consumer: String,
+}
+
+pub struct OutputGate {
+    pub edges: Vec<OutputEdge>,
+}
+
+impl OutputGate {
+    pub async fn emit(&mut self, events: Vec<StreamEvent>) -> Result<(), TaskError> {
+        for event in events {
+            for edge in &mut self.edges {
+                edge.send(&event).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl OutputEdge {
+    async fn send(&mut self, event: &StreamEvent) -> Result<(), TaskError> {
+        match (event, &mut self.routing) {
+            (StreamEvent::Data(batch), Routing::Hash(p)) => {
+                let parts = p
+                    .split(batch)
+                    .map_err(|e| TaskError::arrow(&self.consumer, e))?;
+                for (target, part) in parts {
+                    send_to(&self.channels[target], StreamEvent::Data(part), &self.consumer).await?;
+                }
+            }
+            (StreamEvent::Data(batch), Routing::RoundRobin { next }) => {
+                let target = *next;
+                *next = (*next + 1) % self.channels.len();
+                send_to(&self.channels[target], StreamEvent::Data(batch.clone()), &self.consumer).await?;
+            }
+            // Forward data, and every control event, goes to all channels of the edge.
+            _ => {
+                for ch in &self.channels {
+                    send_to(ch, event.clone(), &self.consumer).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn send_to(ch: &mpsc::Sender<StreamEvent>, ev: StreamEvent, consumer: &str) -> Result<(), TaskError> {
+    ch.send(ev)
+        .await
+        .map_err(|_| TaskError::Disconnected(format!("consumer '{consumer}'")))
+}

@@ -1,0 +1,52 @@
+//! The source contract: a reader yields either typed Arrow rows or raw records (bytes with
+//! their positions) that a format decodes. Readers do their own I/O asynchronously.
+
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+use futures::future::BoxFuture;
+
+use crate::error::TaskError;
+
+/// Raw records in one buffer, each followed by a newline (so a decoder never reads two
+/// records as one token), with where each came from.
+#[derive(Debug, Default)]
+pub struct RawRecords {
+    pub data: Vec<u8>,
+    /// End offset of each record in `data` (its start is the previous end).
+    pub ends: Vec<usize>,
+    /// The file, topic or generator the records came from.
+    pub origin: Arc<str>,
+    /// Each record's position within `origin` (line number, offset, index).
+    pub positions: Vec<u64>,
+}
+
+impl RawRecords {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+    /// Record `i` without its newline.
+    pub fn record(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.data[start..self.ends[i] - 1]
+    }
+    pub fn push(&mut self, record: &[u8], position: u64) {
+        self.data.extend_from_slice(record);
+        self.data.push(b'\n');
+        self.ends.push(self.data.len());
+        self.positions.push(position);
+    }
+}
+
+pub enum SourceOutput {
+    Rows(RecordBatch),
+    Raw(RawRecords),
+}
+
+pub trait SourceReader: Send {
+    /// The next chunk of input, or `None` at the end of a bounded input.
+    fn next(&mut self) -> BoxFuture<'_, Result<Option<SourceOutput>, TaskError>>;
+}

@@ -1,0 +1,12 @@
+//! What flows through a channel: Arrow batches interleaved, in order, with control events.
+
+use arrow::record_batch::RecordBatch;
+
+#[derive(Debug, Clone)]
+pub enum StreamEvent {
+    Data(RecordBatch),
+    /// No later event on this channel has an event time at or below this.
+    Watermark(i64),
+    /// The producer finished; nothing follows.
+    EndOfStream,
+}

@@ -1,0 +1,192 @@
+//! One parallel subtask of a task (a chain of operators) as an actix actor.
+//!
+//! The actor pumps: take the next events from its input (a source or an input gate), run
+//! them through the chain on the actor's thread, hand the results to its tail (an output
+//! gate or a sink) and only then pump again. Data travels through bounded channels, not
+//! the mailbox, so a full downstream channel stops the pump: backpressure with bounded
+//! memory. The mailbox (bounded too) carries control messages such as `Cancel`, which are
+//! handled between pumps.
+
+use actix::prelude::*;
+use tokio::sync::mpsc;
+
+use crate::error::TaskError;
+use crate::runtime::input_gate::InputGate;
+use crate::runtime::operator_chain::OperatorChain;
+use crate::runtime::output_gate::OutputGate;
+use crate::runtime::sink::{Sink, SinkReport};
+use crate::runtime::source_driver::SourceDriver;
+use crate::runtime::stream_event::StreamEvent;
+
+/// Control messages are few; a small mailbox is plenty and keeps it bounded.
+const MAILBOX_CAPACITY: usize = 16;
+
+pub enum TaskInput {
+    Source(SourceDriver),
+    Gate(InputGate),
+}
+
+impl TaskInput {
+    async fn next(&mut self) -> Result<Option<Vec<StreamEvent>>, TaskError> {
+        match self {
+            TaskInput::Source(s) => s.next().await,
+            TaskInput::Gate(g) => {
+                let events = g.next().await;
+                Ok((!events.is_empty()).then_some(events))
+            }
+        }
+    }
+}
+
+pub enum ChainTail {
+    Output(OutputGate),
+    Sink(Box<dyn Sink>),
+}
+
+enum Step {
+    Continue,
+    Finished(Option<SinkReport>),
+}
+
+impl ChainTail {
+    async fn deliver(&mut self, events: Vec<StreamEvent>) -> Result<Step, TaskError> {
+        let ended = events.iter().any(|e| matches!(e, StreamEvent::EndOfStream));
+        match self {
+            ChainTail::Output(gate) => {
+                gate.emit(events).await?;
+                Ok(if ended { Step::Finished(None) } else { Step::Continue })
+            }
+            ChainTail::Sink(sink) => {
+                sink.write(events).await?;
+                if ended {
+                    Ok(Step::Finished(Some(sink.finish().await?)))
+                } else {
+                    Ok(Step::Continue)
+                }
+            }
+        }
+    }
+}
+
+/// Identifies a subtask in reports.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SubtaskId {
+    pub task: usize,
+    pub subtask: u32,
+    /// The chain's vertex names, `source -> filter -> sink`.
+    pub label: String,
+}
+
+/// Sent once when a subtask ends, successfully or not.
+#[derive(Debug)]
+pub struct SubtaskDone {
+    pub id: SubtaskId,
+    pub result: Result<Option<SinkReport>, TaskError>,
+}
+
+pub struct SubtaskIo {
+    pub input: TaskInput,
+    pub tail: ChainTail,
+}
+
+pub struct SubtaskActor {
+    id: SubtaskId,
+    chain: OperatorChain,
+    io: Option<SubtaskIo>,
+    done: mpsc::Sender<SubtaskDone>,
+}
+
+impl SubtaskActor {
+    pub fn new(id: SubtaskId, chain: OperatorChain, io: SubtaskIo, done: mpsc::Sender<SubtaskDone>) -> Self {
+        Self {
+            id,
+            chain,
+            io: Some(io),
+            done,
+        }
+    }
+
+    fn report(&self, result: Result<Option<SinkReport>, TaskError>) {
+        if let Err(e) = &result {
+            tracing::error!(task = self.id.task, subtask = self.id.subtask, chain = %self.id.label, error = %e, "subtask failed");
+        }
+        // The channel holds one slot per subtask, so this never finds it full; if the job
+        // master is gone there is nobody left to tell.
+        let _ = self.done.try_send(SubtaskDone {
+            id: self.id.clone(),
+            result,
+        });
+    }
+}
+
+impl Actor for SubtaskActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        ctx.notify(Pump);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Pump;
+
+/// Stops the subtask where it is (the job was cancelled or failed elsewhere).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Cancel;
+
+impl Handler<Pump> for SubtaskActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Pump, ctx: &mut Self::Context) {
+        let Some(mut io) = self.io.take() else {
+            return;
+        };
+        let step = async move {
+            let input = io.input.next().await;
+            (io, input)
+        }
+        .into_actor(self)
+        .then(|(mut io, input), act, _| {
+            let processed = input.and_then(|events| match events {
+                Some(events) => act.chain.process(events).map(Some),
+                None => Ok(None),
+            });
+            async move {
+                let step = match processed {
+                    Ok(Some(events)) => io.tail.deliver(events).await,
+                    Ok(None) => Ok(Step::Finished(None)),
+                    Err(e) => Err(e),
+                };
+                (io, step)
+            }
+            .into_actor(act)
+        })
+        .map(|(io, step), act, ctx| match step {
+            Ok(Step::Continue) => {
+                act.io = Some(io);
+                ctx.notify(Pump);
+            }
+            Ok(Step::Finished(report)) => {
+                act.report(Ok(report));
+                ctx.stop();
+            }
+            Err(e) => {
+                act.report(Err(e));
+                ctx.stop();
+            }
+        });
+        ctx.spawn(step);
+    }
+}
+
+impl Handler<Cancel> for SubtaskActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Cancel, ctx: &mut Self::Context) {
+        self.io = None;
+        ctx.stop();
+    }
+}
