@@ -135,6 +135,7 @@ impl<'a> Validator<'a> {
             .chain(spec.sinks.iter().enumerate().map(|(i, s)| Node::Sink(i, s)))
             .collect();
 
+        let errors_before_ids = self.errors.len();
         let mut index: BTreeMap<&str, usize> = BTreeMap::new();
         for (n, node) in nodes.iter().enumerate() {
             if node.id().trim().is_empty() {
@@ -149,7 +150,8 @@ impl<'a> Validator<'a> {
                 self.check_parallelism(&format!("{}.parallelism", node.path()), p);
             }
         }
-        if !self.errors.is_empty() {
+        // Inputs are looked up by id: with broken ids, what follows would only mislead.
+        if self.errors.len() > errors_before_ids {
             return;
         }
 
@@ -237,14 +239,14 @@ impl<'a> Validator<'a> {
         let mut marks = vec![Mark::New; nodes.len()];
         let mut order = Vec::with_capacity(nodes.len());
         for start in 0..nodes.len() {
-            let mut chain = Vec::new();
+            let mut chain: Vec<usize> = Vec::new();
             let mut n = start;
             loop {
                 match marks[n] {
                     Mark::Done => break,
                     Mark::Active => {
                         let at = chain.iter().position(|&c| c == n).unwrap_or(0);
-                        let mut names: Vec<&str> = chain[at..].iter().map(|&c| nodes[c].id()).collect();
+                        let mut names: Vec<&str> = chain[at..].iter().map(|&c: &usize| nodes[c].id()).collect();
                         names.reverse();
                         names.push(nodes[n].id());
                         self.err(
@@ -564,7 +566,8 @@ impl<'a> Validator<'a> {
                     }
                 },
             };
-            fields.push(Field::new(&a.output, out_type, false));
+            // sum/min/max of a window whose values were all null is null.
+            fields.push(Field::new(&a.output, out_type, a.function != AggregateFunction::Count));
         }
         Some(Arc::new(Schema::new(fields)))
     }

@@ -53,8 +53,10 @@ pub enum LocalError {
 pub fn run_local(graph: JobGraph, config: &LocalConfig) -> Result<JobSummary, LocalError> {
     let slots = config.slots.unwrap_or_else(|| (graph.slots_needed() as usize).div_ceil(config.task_managers));
     check_capacity(&graph, config.task_managers, slots)?;
+    // Slots are arbiters, which belong to a running actix system.
+    let system = actix_rt::System::new();
     let task_managers: Vec<SlotPool> = (0..config.task_managers).map(|_| SlotPool::new(slots)).collect();
-    let result = actix_rt::System::new().block_on(run_job(&graph, config, &task_managers));
+    let result = system.block_on(run_job(&graph, config, &task_managers));
     for tm in task_managers {
         tm.shutdown();
     }

@@ -13,7 +13,8 @@ use crate::runtime::job_deployment::JobContext;
 use crate::runtime::sink::Sink;
 use crate::runtime::source::SourceReader;
 
-pub fn build_source(vertex: &Vertex, subtask: u32) -> Result<Box<dyn SourceReader>, TaskError> {
+/// The source's reader and the most records it puts in one chunk.
+pub fn build_source(vertex: &Vertex, subtask: u32) -> Result<(Box<dyn SourceReader>, usize), TaskError> {
     let VertexKind::Source { connector, .. } = &vertex.kind else {
         return Err(TaskError::Invalid {
             vertex: vertex.name.clone(),
@@ -21,8 +22,11 @@ pub fn build_source(vertex: &Vertex, subtask: u32) -> Result<Box<dyn SourceReade
         });
     };
     Ok(match connector {
-        SourceConnector::Generator(spec) => generator::build(spec, subtask, vertex.parallelism),
-        SourceConnector::File(spec) => Box::new(file::jsonl_source::JsonLinesSource::new(spec, subtask, vertex.parallelism)),
+        SourceConnector::Generator(spec) => (generator::build(spec, subtask, vertex.parallelism), spec.batch_size),
+        SourceConnector::File(spec) => (
+            Box::new(file::jsonl_source::JsonLinesSource::new(spec, subtask, vertex.parallelism)),
+            spec.batch_size,
+        ),
     })
 }
 

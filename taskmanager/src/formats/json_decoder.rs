@@ -4,11 +4,15 @@
 //! each half retried, down to single records, so k bad records among n cost O(k log n)
 //! decodes and every good record still arrives. A decode whose row count differs from its
 //! record count (a truncated record swallowing its neighbour) counts as a failure too.
+//!
+//! The decoder of the whole-chunk path is kept between chunks so that its buffers keep
+//! their capacity; a decoder that saw an error is replaced, as its state is then unknown.
 
 use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow_json::ReaderBuilder;
+use arrow_json::reader::Decoder;
 
 use crate::error::TaskError;
 use crate::runtime::source::RawRecords;
@@ -16,25 +20,43 @@ use crate::runtime::source::RawRecords;
 pub struct JsonDecoder {
     schema: SchemaRef,
     vertex: String,
+    batch_size: usize,
+    reusable: Option<Decoder>,
 }
 
 /// Records that failed, by index into the chunk, with the reason.
 pub type Rejected = Vec<(usize, String)>;
 
 impl JsonDecoder {
-    pub fn new(schema: SchemaRef, vertex: &str) -> Self {
+    /// `batch_size`: the most records a chunk will hold.
+    pub fn new(schema: SchemaRef, vertex: &str, batch_size: usize) -> Self {
         Self {
             schema,
             vertex: vertex.to_string(),
+            batch_size,
+            reusable: None,
         }
     }
 
-    pub fn decode(&self, raw: &RawRecords) -> Result<(RecordBatch, Rejected), TaskError> {
+    pub fn decode(&mut self, raw: &RawRecords) -> Result<(RecordBatch, Rejected), TaskError> {
+        if raw.is_empty() {
+            return Ok((RecordBatch::new_empty(self.schema.clone()), Vec::new()));
+        }
+        if raw.len() <= self.batch_size {
+            let mut decoder = match self.reusable.take() {
+                Some(d) => d,
+                None => self.new_decoder(self.batch_size).map_err(|e| TaskError::arrow(&self.vertex, e))?,
+            };
+            if let Ok(batch) = decode_into(&mut decoder, &raw.data)
+                && batch.num_rows() == raw.len()
+            {
+                self.reusable = Some(decoder);
+                return Ok((batch, Vec::new()));
+            }
+        }
         let mut good = Vec::new();
         let mut bad = Vec::new();
-        if !raw.is_empty() {
-            self.decode_range(raw, 0, raw.len(), &mut good, &mut bad);
-        }
+        self.decode_range(raw, 0, raw.len(), &mut good, &mut bad);
         let batch = match good.len() {
             0 => RecordBatch::new_empty(self.schema.clone()),
             1 => good.pop().expect("one batch"),
@@ -64,18 +86,25 @@ impl JsonDecoder {
     fn try_decode(&self, raw: &RawRecords, lo: usize, hi: usize) -> Result<RecordBatch, String> {
         let start = if lo == 0 { 0 } else { raw.ends[lo - 1] };
         let bytes = &raw.data[start..raw.ends[hi - 1]];
-        let mut decoder = ReaderBuilder::new(self.schema.clone())
-            .with_batch_size(hi - lo + 1)
+        let mut decoder = self.new_decoder(hi - lo + 1).map_err(|e| e.to_string())?;
+        decode_into(&mut decoder, bytes)
+    }
+
+    fn new_decoder(&self, batch_size: usize) -> Result<Decoder, arrow::error::ArrowError> {
+        ReaderBuilder::new(self.schema.clone())
+            .with_batch_size(batch_size)
             .build_decoder()
-            .map_err(|e| e.to_string())?;
-        let consumed = decoder.decode(bytes).map_err(clean)?;
-        if consumed < bytes.len() {
-            return Err("more JSON values than records".into());
-        }
-        match decoder.flush().map_err(clean)? {
-            Some(b) => Ok(b),
-            None => Err("no JSON value".into()),
-        }
+    }
+}
+
+fn decode_into(decoder: &mut Decoder, bytes: &[u8]) -> Result<RecordBatch, String> {
+    let consumed = decoder.decode(bytes).map_err(clean)?;
+    if consumed < bytes.len() {
+        return Err("more JSON values than records".into());
+    }
+    match decoder.flush().map_err(clean)? {
+        Some(b) => Ok(b),
+        None => Err("no JSON value".into()),
     }
 }
 
@@ -96,7 +125,7 @@ mod tests {
             Field::new("level", DataType::Utf8, false),
             Field::new("n", DataType::Int64, true),
         ]));
-        JsonDecoder::new(schema, "test")
+        JsonDecoder::new(schema, "test", 4)
     }
 
     fn raw(lines: &[&[u8]]) -> RawRecords {
@@ -119,7 +148,8 @@ mod tests {
             br#"{"ts":7,"level":"ERROR","n":7}"#,
             br#"{"ts":8,"level":5}"#,
         ]);
-        let (batch, bad) = decoder().decode(&input).unwrap();
+        let mut decoder = decoder();
+        let (batch, bad) = decoder.decode(&input).unwrap();
         let ts: Vec<i64> = batch
             .column(0)
             .as_primitive::<arrow::datatypes::TimestampMillisecondType>()
@@ -130,5 +160,9 @@ mod tests {
         let bad_idx: Vec<usize> = bad.iter().map(|(i, _)| *i).collect();
         assert_eq!(bad_idx, vec![1, 3, 4, 5, 7]);
         assert!(bad.iter().all(|(_, reason)| !reason.is_empty()));
+
+        // The kept decoder starts clean after a failed chunk.
+        let (batch, bad) = decoder.decode(&raw(&[br#"{"ts":9,"level":"INFO"}"#])).unwrap();
+        assert_eq!((batch.num_rows(), bad.len()), (1, 0));
     }
 }

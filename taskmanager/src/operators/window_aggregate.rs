@@ -149,3 +149,91 @@ impl Operator for WindowAggregate {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Array, AsArray, Float64Array, StringArray};
+    use arrow::datatypes::{Field, Float64Type, Int64Type, Schema, TimestampMillisecondType};
+    use weir_common::schema::timestamp_ms;
+    use weir_common::spec::{AggregateFunction, AggregateSpec};
+
+    use super::*;
+
+    fn operator() -> (WindowAggregate, SchemaRef, Arc<SubtaskMetrics>) {
+        let input: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("user", DataType::Utf8, false),
+            Field::new("ts", timestamp_ms(), false),
+            Field::new("amount", DataType::Float64, true),
+        ]));
+        let agg = |function, column: Option<&str>, output: &str| AggregateSpec {
+            function,
+            column: column.map(String::from),
+            output: output.into(),
+        };
+        let spec = WindowAggregateSpec {
+            key_by: vec!["user".into()],
+            tumbling_ms: 10,
+            aggregates: vec![
+                agg(AggregateFunction::Count, None, "n"),
+                agg(AggregateFunction::Sum, Some("amount"), "total"),
+                agg(AggregateFunction::Max, Some("amount"), "top"),
+            ],
+        };
+        let output: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("user", DataType::Utf8, false),
+            Field::new("window_start", timestamp_ms(), false),
+            Field::new("window_end", timestamp_ms(), false),
+            Field::new("window_time", timestamp_ms(), false),
+            Field::new("n", DataType::Int64, false),
+            Field::new("total", DataType::Float64, true),
+            Field::new("top", DataType::Float64, true),
+        ]));
+        let metrics = Arc::new(SubtaskMetrics::default());
+        (WindowAggregate::new("w", &spec, &input, "ts", output, metrics.clone()).unwrap(), input, metrics)
+    }
+
+    fn rows(schema: &SchemaRef, users: &[&str], ts: &[i64], amounts: &[Option<f64>]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(users.to_vec())),
+                Arc::new(TimestampMillisecondArray::from(ts.to_vec()).with_timezone(UTC)),
+                Arc::new(Float64Array::from(amounts.to_vec())),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn fires_each_window_once_with_its_aggregates_and_drops_late_rows() {
+        let (mut op, schema, metrics) = operator();
+        let mut out = Vec::new();
+        op.on_batch(
+            rows(&schema, &["a", "b", "a", "a"], &[1, 2, 5, 12], &[Some(1.5), None, Some(2.0), Some(7.0)]),
+            &mut out,
+        )
+        .unwrap();
+        assert!(out.is_empty());
+        op.on_watermark(8, &mut out).unwrap();
+        assert!(matches!(out[..], [StreamEvent::Watermark(8)]), "window [0,10) is not complete at 8");
+        out.clear();
+        op.on_watermark(9, &mut out).unwrap();
+        let StreamEvent::Data(b) = &out[0] else { panic!("{out:?}") };
+        let users: Vec<&str> = b.column(0).as_string::<i32>().iter().map(|u| u.unwrap()).collect();
+        assert_eq!(users, ["a", "b"]);
+        assert_eq!(b.column(1).as_primitive::<TimestampMillisecondType>().values()[..], [0, 0]);
+        assert_eq!(b.column(3).as_primitive::<TimestampMillisecondType>().values()[..], [9, 9]);
+        assert_eq!(b.column(4).as_primitive::<Int64Type>().values()[..], [2, 1]);
+        let total = b.column(5).as_primitive::<Float64Type>();
+        assert_eq!((total.value(0), total.is_null(1)), (3.5, true));
+        assert_eq!(b.column(6).as_primitive::<Float64Type>().value(0), 2.0);
+
+        out.clear();
+        op.on_batch(rows(&schema, &["c"], &[3], &[Some(1.0)]), &mut out).unwrap();
+        assert_eq!(metrics.late_records.load(std::sync::atomic::Ordering::Relaxed), 1);
+        op.on_watermark(i64::MAX, &mut out).unwrap();
+        let StreamEvent::Data(b) = &out[0] else { panic!("{out:?}") };
+        assert_eq!(b.num_rows(), 1);
+        assert_eq!(b.column(6).as_primitive::<Float64Type>().value(0), 7.0);
+    }
+}

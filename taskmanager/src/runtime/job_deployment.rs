@@ -100,8 +100,10 @@ pub fn deploy(
                     ..
                 } => {
                     chain_vertices = &chain_vertices[1..];
-                    let reader = build_source(head, s)?;
-                    let decoder = format.as_ref().map(|_| JsonDecoder::new(head.schema.clone(), &head.name));
+                    let (reader, batch_size) = build_source(head, s)?;
+                    let decoder = format
+                        .as_ref()
+                        .map(|_| JsonDecoder::new(head.schema.clone(), &head.name, batch_size));
                     TaskInput::Source(SourceDriver::new(
                         Arc::from(head.name.as_str()),
                         s,

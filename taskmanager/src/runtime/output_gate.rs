@@ -70,3 +70,40 @@ async fn send_to(ch: &mpsc::Sender<StreamEvent>, ev: StreamEvent, consumer: &str
         .await
         .map_err(|_| TaskError::Disconnected(format!("consumer '{consumer}'")))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use arrow::array::Int32Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+
+    use super::*;
+
+    fn batch() -> StreamEvent {
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int32, false)]));
+        StreamEvent::Data(RecordBatch::try_new(schema, vec![Arc::new(Int32Array::from(vec![1, 2, 3]))]).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_consumer_that_does_not_read_stops_the_producer() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let mut gate = OutputGate {
+            edges: vec![OutputEdge {
+                routing: Routing::Forward,
+                channels: vec![tx],
+                consumer: "slow".into(),
+            }],
+        };
+        gate.emit(vec![batch(), batch()]).await.unwrap();
+        let blocked = tokio::time::timeout(Duration::from_millis(200), gate.emit(vec![batch()])).await;
+        assert!(blocked.is_err(), "the third batch must wait for the consumer");
+        rx.recv().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), gate.emit(vec![batch()]))
+            .await
+            .expect("room again once the consumer read one")
+            .unwrap();
+    }
+}

@@ -35,6 +35,10 @@ impl RawRecords {
     }
     pub fn push(&mut self, record: &[u8], position: u64) {
         self.data.extend_from_slice(record);
+        self.end_record(position);
+    }
+    /// Ends the record written directly into `data` since the previous one.
+    pub fn end_record(&mut self, position: u64) {
         self.data.push(b'\n');
         self.ends.push(self.data.len());
         self.positions.push(position);

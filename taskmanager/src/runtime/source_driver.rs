@@ -72,7 +72,7 @@ impl SourceDriver {
             Some(SourceOutput::Raw(raw)) => {
                 SubtaskMetrics::add(&self.metrics.records_in, raw.len() as u64);
                 SubtaskMetrics::add(&self.metrics.bytes_in, raw.data.len() as u64);
-                let decoder = self.decoder.as_ref().ok_or_else(|| TaskError::Invalid {
+                let decoder = self.decoder.as_mut().ok_or_else(|| TaskError::Invalid {
                     vertex: self.vertex.to_string(),
                     message: "raw records but no format".into(),
                 })?;

@@ -198,3 +198,79 @@ fn sync_dir(dir: &Path) -> Result<(), TaskError> {
         .and_then(|d| d.sync_all())
         .map_err(|e| TaskError::io("syncing partition directory", dir, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, TimestampMillisecondArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use weir_common::schema::{UTC, timestamp_ms};
+
+    use super::*;
+
+    const HOUR: i64 = 3_600_000;
+    const T0: i64 = 1_704_067_200_000;
+
+    fn spec(root: &Path, max_file_bytes: u64) -> ParquetSinkSpec {
+        serde_json::from_value(serde_json::json!({"path": root, "max_file_bytes": max_file_bytes})).unwrap()
+    }
+
+    fn batch(ts: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ts", timestamp_ms(), false),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(TimestampMillisecondArray::from(ts.to_vec()).with_timezone(UTC)),
+                Arc::new(Int64Array::from(ts.to_vec())),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn parts_stay_hidden_until_the_watermark_closes_their_hour() {
+        let root = tempfile::tempdir().unwrap();
+        let b = batch(&[T0 + 10, T0 + HOUR + 5, T0 + 20]);
+        let mut w = PartitionedWriter::new(&spec(root.path(), 1 << 30), b.schema(), 0, "r1", 3);
+        w.write(&b).unwrap();
+        let h0 = root.path().join("dt=2024-01-01/hour=00");
+        let h1 = root.path().join("dt=2024-01-01/hour=01");
+        assert!(names(&h0).iter().all(|n| n.starts_with('.') && n.ends_with(".inprogress")));
+
+        w.on_watermark(T0 + HOUR - 2).unwrap();
+        assert!(names(&h0)[0].starts_with('.'), "hour 0 is not complete yet");
+        w.on_watermark(T0 + HOUR - 1).unwrap();
+        assert_eq!(names(&h0), vec![format!("part-r1-3-00000_{}_{}.parquet", T0 + 10, T0 + 20)]);
+        assert!(names(&h1)[0].starts_with('.'));
+
+        let report = w.finish().unwrap();
+        assert_eq!(report.rows, 3);
+        assert_eq!(report.files.len(), 2);
+        assert_eq!(names(&h1), vec![format!("part-r1-3-00001_{}_{}.parquet", T0 + HOUR + 5, T0 + HOUR + 5)]);
+    }
+
+    #[test]
+    fn parts_roll_when_they_reach_the_size_limit() {
+        let root = tempfile::tempdir().unwrap();
+        let b = batch(&(0..1000).map(|i| T0 + i).collect::<Vec<_>>());
+        let mut w = PartitionedWriter::new(&spec(root.path(), 1), b.schema(), 0, "r1", 0);
+        w.write(&b).unwrap();
+        w.write(&b).unwrap();
+        let h0 = root.path().join("dt=2024-01-01/hour=00");
+        assert_eq!(names(&h0).len(), 2);
+        assert!(names(&h0).iter().all(|n| n.ends_with(".parquet") && !n.starts_with('.')));
+        assert_eq!(w.finish().unwrap().rows, 2000);
+    }
+}

@@ -14,7 +14,6 @@ pub struct W2Reader {
     range: IndexRange,
     batch_size: usize,
     origin: Arc<str>,
-    line: Vec<u8>,
 }
 
 impl W2Reader {
@@ -23,7 +22,6 @@ impl W2Reader {
             range,
             batch_size,
             origin: Arc::from("generator:w2_logs"),
-            line: Vec::with_capacity(256),
         }
     }
 }
@@ -40,9 +38,8 @@ impl SourceReader for W2Reader {
                 ..Default::default()
             };
             while raw.len() < self.batch_size && r.next < r.end {
-                self.line.clear();
-                w2::json_into(r.next, &mut self.line);
-                raw.push(&self.line, r.next);
+                w2::json_into(r.next, &mut raw.data);
+                raw.end_record(r.next);
                 r.next += r.step;
             }
             Some(SourceOutput::Raw(raw))
