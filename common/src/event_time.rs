@@ -12,9 +12,7 @@ pub fn bounded_out_of_orderness(max_ts: i64, out_of_orderness_ms: u64) -> i64 {
     if max_ts == WATERMARK_MIN {
         return WATERMARK_MIN;
     }
-    max_ts
-        .saturating_sub(out_of_orderness_ms as i64)
-        .saturating_sub(1)
+    max_ts.saturating_sub(out_of_orderness_ms as i64).saturating_sub(1)
 }
 
 /// Start of the tumbling window of `size_ms` (aligned to the epoch) that holds `ts`.

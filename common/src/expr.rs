@@ -44,11 +44,7 @@ pub fn compile(sql: &str, schema: &SchemaRef) -> Result<CompiledExpr, String> {
 /// Turns DataFusion's messages into the shorter ones a spec author needs.
 fn explain(msg: String, schema: &SchemaRef) -> String {
     if let Some(rest) = msg.split("No field named ").nth(1) {
-        let name = rest
-            .split(['.', ' '])
-            .next()
-            .unwrap_or(rest)
-            .trim_matches('"');
+        let name = rest.split(['.', ' ']).next().unwrap_or(rest).trim_matches('"');
         let cols: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         return format!("unknown column '{name}' (columns: {})", cols.join(", "));
     }

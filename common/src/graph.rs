@@ -11,8 +11,7 @@ use arrow_schema::SchemaRef;
 use serde::Serialize;
 
 use crate::spec::{
-    BlackholeSinkSpec, FileSourceSpec, FormatSpec, GeneratorSpec, ParquetSinkSpec,
-    ProjectColumn, WindowAggregateSpec,
+    BlackholeSinkSpec, FileSourceSpec, FormatSpec, GeneratorSpec, ParquetSinkSpec, ProjectColumn, WindowAggregateSpec,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -165,8 +164,7 @@ impl JobGraph {
         for v in vertices {
             let chained_to = v.input.and_then(|input| {
                 let edge = edges.iter().find(|e| e.from == input && e.to == v.id)?;
-                (edge.partitioning == EdgePartitioning::Forward && consumers[&input] == 1)
-                    .then(|| task_of[&input])
+                (edge.partitioning == EdgePartitioning::Forward && consumers[&input] == 1).then(|| task_of[&input])
             });
             match chained_to {
                 Some(t) => {

@@ -57,10 +57,7 @@ pub fn generator_schema(w: GeneratorWorkload) -> Option<SchemaRef> {
 
 /// Whether a column can carry event time (epoch milliseconds).
 pub fn is_event_time_type(t: &DataType) -> bool {
-    matches!(
-        t,
-        DataType::Timestamp(TimeUnit::Millisecond, _) | DataType::Int64
-    )
+    matches!(t, DataType::Timestamp(TimeUnit::Millisecond, _) | DataType::Int64)
 }
 
 /// Whether `sum`, `min` and `max` accept a column of this type.

@@ -25,13 +25,13 @@ pub fn apply_override(root: &mut Value, assignment: &str) -> Result<(), SpecErro
         let here = segments[..=i].join(".");
         node = match node {
             Value::Array(items) => {
-                let idx: usize = seg.parse().map_err(|_| {
-                    SpecError::new(&here, "this is an array: index it with a number")
-                })?;
+                let idx: usize = seg
+                    .parse()
+                    .map_err(|_| SpecError::new(&here, "this is an array: index it with a number"))?;
                 let len = items.len();
-                items.get_mut(idx).ok_or_else(|| {
-                    SpecError::new(&here, format!("index {idx} out of range (length {len})"))
-                })?
+                items
+                    .get_mut(idx)
+                    .ok_or_else(|| SpecError::new(&here, format!("index {idx} out of range (length {len})")))?
             }
             Value::Object(map) => {
                 if last {

@@ -9,17 +9,12 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use chrono::format::{Item, StrftimeItems};
 
 use crate::expr;
-use crate::graph::{
-    Edge, EdgePartitioning, JobGraph, SinkConnector, SourceConnector, Vertex, VertexId,
-    VertexKind,
-};
+use crate::graph::{Edge, EdgePartitioning, JobGraph, SinkConnector, SourceConnector, Vertex, VertexId, VertexKind};
 use crate::schema::{
-    generator_schema, is_event_time_type, is_key_type, is_numeric, is_orderable,
-    schema_from_fields, timestamp_ms,
+    generator_schema, is_event_time_type, is_key_type, is_numeric, is_orderable, schema_from_fields, timestamp_ms,
 };
 use crate::spec::{
-    AggregateFunction, GeneratorWorkload, JobSpec, OperatorSpec, SinkSpec, SourceSpec,
-    WindowAggregateSpec,
+    AggregateFunction, GeneratorWorkload, JobSpec, OperatorSpec, SinkSpec, SourceSpec, WindowAggregateSpec,
 };
 use crate::spec_error::{SpecError, SpecErrors};
 
@@ -141,10 +136,7 @@ impl<'a> Validator<'a> {
             if node.id().trim().is_empty() {
                 self.err(format!("{}.id", node.path()), "must not be empty");
             } else if index.insert(node.id(), n).is_some() {
-                self.err(
-                    format!("{}.id", node.path()),
-                    format!("duplicate id '{}'", node.id()),
-                );
+                self.err(format!("{}.id", node.path()), format!("duplicate id '{}'", node.id()));
             }
             if let Some(p) = node.parallelism() {
                 self.check_parallelism(&format!("{}.parallelism", node.path()), p);
@@ -197,7 +189,10 @@ impl<'a> Validator<'a> {
             if !matches!(node, Node::Sink(..)) && !fed.contains(node.id()) {
                 self.err(
                     node.path(),
-                    format!("the output of '{}' goes nowhere: no operator or sink reads it", node.id()),
+                    format!(
+                        "the output of '{}' goes nowhere: no operator or sink reads it",
+                        node.id()
+                    ),
                 );
             }
         }
@@ -220,10 +215,7 @@ impl<'a> Validator<'a> {
         if p == 0 || p > self.spec.max_parallelism {
             self.err(
                 path,
-                format!(
-                    "must be between 1 and max_parallelism ({})",
-                    self.spec.max_parallelism
-                ),
+                format!("must be between 1 and max_parallelism ({})", self.spec.max_parallelism),
             );
         }
     }
@@ -338,7 +330,10 @@ impl<'a> Validator<'a> {
         };
         let schema = if produces_text {
             if s.format.is_none() {
-                self.err(format!("{path}.format"), "this connector produces raw records: give a format, e.g. {\"type\": \"json\"}");
+                self.err(
+                    format!("{path}.format"),
+                    "this connector produces raw records: give a format, e.g. {\"type\": \"json\"}",
+                );
             }
             let Some(fields) = &s.schema else {
                 self.err(format!("{path}.schema"), "required to decode raw records");
@@ -347,10 +342,15 @@ impl<'a> Validator<'a> {
             self.check_fields(&format!("{path}.schema"), fields)?;
             schema_from_fields(fields)
         } else {
-            let SourceConnector::Generator(g) = &connector else { unreachable!() };
+            let SourceConnector::Generator(g) = &connector else {
+                unreachable!()
+            };
             let builtin = generator_schema(g.workload).expect("typed generator");
             if s.format.is_some() {
-                self.err(format!("{path}.format"), "this generator produces typed rows; it takes no format");
+                self.err(
+                    format!("{path}.format"),
+                    "this generator produces typed rows; it takes no format",
+                );
             }
             if let Some(fields) = &s.schema {
                 let declared = schema_from_fields(fields);
@@ -435,7 +435,13 @@ impl<'a> Validator<'a> {
                 Ok(_) => {}
                 Err(e) => self.err(format!("{path}.filter"), e),
             }
-            return Some((VertexKind::Filter { predicate: predicate.clone() }, schema, et));
+            return Some((
+                VertexKind::Filter {
+                    predicate: predicate.clone(),
+                },
+                schema,
+                et,
+            ));
         }
         if let Some(columns) = &o.project {
             let mut fields = Vec::new();
@@ -470,7 +476,9 @@ impl<'a> Validator<'a> {
                 );
             }
             return Some((
-                VertexKind::Project { columns: columns.clone() },
+                VertexKind::Project {
+                    columns: columns.clone(),
+                },
                 Arc::new(Schema::new(fields)),
                 et,
             ));
@@ -525,7 +533,10 @@ impl<'a> Validator<'a> {
         for (i, a) in w.aggregates.iter().enumerate() {
             let apath = format!("{path}.aggregates[{i}]");
             if !names.insert(a.output.clone()) {
-                self.err(format!("{apath}.as"), format!("output column '{}' already exists", a.output));
+                self.err(
+                    format!("{apath}.as"),
+                    format!("output column '{}' already exists", a.output),
+                );
             }
             let out_type = match (a.function, &a.column) {
                 (AggregateFunction::Count, None) => DataType::Int64,
@@ -534,7 +545,10 @@ impl<'a> Validator<'a> {
                     continue;
                 }
                 (f, None) => {
-                    self.err(format!("{apath}.column"), format!("{f:?} needs a column").to_lowercase());
+                    self.err(
+                        format!("{apath}.column"),
+                        format!("{f:?} needs a column").to_lowercase(),
+                    );
                     continue;
                 }
                 (f, Some(c)) => match schema.field_with_name(c) {
@@ -596,10 +610,17 @@ impl<'a> Validator<'a> {
                             format!("{path}.blackhole.sum_columns[{i}]"),
                             format!("unknown column '{c}' (columns: {})", column_list(&up.schema)),
                         ),
-                        Ok(f) if !(f.data_type().is_integer() || matches!(f.data_type(), DataType::Timestamp(_, _))) => self.err(
-                            format!("{path}.blackhole.sum_columns[{i}]"),
-                            format!("'{c}' is {}; only integer and timestamp columns can be summed", f.data_type()),
-                        ),
+                        Ok(f)
+                            if !(f.data_type().is_integer() || matches!(f.data_type(), DataType::Timestamp(_, _))) =>
+                        {
+                            self.err(
+                                format!("{path}.blackhole.sum_columns[{i}]"),
+                                format!(
+                                    "'{c}' is {}; only integer and timestamp columns can be summed",
+                                    f.data_type()
+                                ),
+                            )
+                        }
                         Ok(_) => {}
                     }
                 }
@@ -610,7 +631,11 @@ impl<'a> Validator<'a> {
                 return None;
             }
         };
-        Some((VertexKind::Sink(connector), up.schema.clone(), up.event_time_column.clone()))
+        Some((
+            VertexKind::Sink(connector),
+            up.schema.clone(),
+            up.event_time_column.clone(),
+        ))
     }
 
     fn edges(&self) -> Vec<Edge> {
@@ -635,14 +660,23 @@ impl<'a> Validator<'a> {
                 _ if up.parallelism == v.parallelism => EdgePartitioning::Forward,
                 _ => EdgePartitioning::Rebalance,
             };
-            edges.push(Edge { from, to: v.id, partitioning });
+            edges.push(Edge {
+                from,
+                to: v.id,
+                partitioning,
+            });
         }
         edges
     }
 }
 
 fn column_list(schema: &SchemaRef) -> String {
-    schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn describe(schema: &SchemaRef) -> String {

@@ -24,7 +24,11 @@ fn w3_shuffles_by_key_into_the_window_and_chains_the_sink() {
     let edges: Vec<_> = g.task_edges().collect();
     assert_eq!(edges.len(), 1);
     assert_eq!(edges[0].partitioning, EdgePartitioning::Hash { key_columns: vec![0] });
-    let window = g.vertices.iter().find(|v| matches!(v.kind, VertexKind::WindowAggregate(_))).unwrap();
+    let window = g
+        .vertices
+        .iter()
+        .find(|v| matches!(v.kind, VertexKind::WindowAggregate(_)))
+        .unwrap();
     let names: Vec<&str> = window.schema.fields().iter().map(|f| f.name().as_str()).collect();
     assert_eq!(names, ["key", "window_start", "window_end", "window_time", "count"]);
     assert_eq!(window.event_time_column, "window_time");
@@ -36,11 +40,18 @@ fn key_by_then_window_on_the_same_keys_shuffles_once() {
         r#""operators": ["#,
         r#""operators": [{"id": "keyed", "input": "events", "key_by": ["key"]},"#,
     );
-    let text = text.replace(r#""input": "events",
-      "window_aggregate""#, r#""input": "keyed",
-      "window_aggregate""#);
+    let text = text.replace(
+        r#""input": "events",
+      "window_aggregate""#,
+        r#""input": "keyed",
+      "window_aggregate""#,
+    );
     let g = validate(&parse_spec(&text, &[]).unwrap()).unwrap();
-    let hashes = g.edges.iter().filter(|e| matches!(e.partitioning, EdgePartitioning::Hash { .. })).count();
+    let hashes = g
+        .edges
+        .iter()
+        .filter(|e| matches!(e.partitioning, EdgePartitioning::Hash { .. }))
+        .count();
     assert_eq!(hashes, 1, "{:?}", g.edges);
 }
 

@@ -13,7 +13,11 @@ use crate::config::{LocalConfig, load_config};
 use crate::local_cluster::run_local;
 
 #[derive(Parser, Debug)]
-#[command(name = "coordinator", version, about = "Weir coordinator: runs and manages streaming jobs")]
+#[command(
+    name = "coordinator",
+    version,
+    about = "Weir coordinator: runs and manages streaming jobs"
+)]
 pub struct Cli {
     /// TOML configuration file (flags and WEIR_* variables override it).
     #[arg(long, global = true, env = "WEIR_CONFIG")]

@@ -33,9 +33,17 @@ pub enum ConfigError {
 }
 
 pub fn load_config(path: Option<&Path>) -> Result<ConfigFile, ConfigError> {
-    let Some(path) = path else { return Ok(ConfigFile::default()) };
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+    let Some(path) = path else {
+        return Ok(ConfigFile::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.into(),
+        source,
+    })
 }
 
 /// Settings of one `coordinator local` run, every layer applied.

@@ -36,7 +36,11 @@ impl SinkSummary {
             partitions: partitions.len(),
             bytes: report.bytes,
             // As strings: the sums can exceed what JSON readers hold in a double.
-            column_sums: report.column_sums.into_iter().map(|(k, v)| (k, v.to_string())).collect(),
+            column_sums: report
+                .column_sums
+                .into_iter()
+                .map(|(k, v)| (k, v.to_string()))
+                .collect(),
         }
     }
 }
@@ -60,9 +64,20 @@ impl JobSummary {
 
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let rate = |n: u64| if self.seconds > 0.0 { n as f64 / self.seconds } else { 0.0 };
+        let rate = |n: u64| {
+            if self.seconds > 0.0 {
+                n as f64 / self.seconds
+            } else {
+                0.0
+            }
+        };
         let _ = writeln!(s, "job '{}' finished in {:.2} s", self.job, self.seconds);
-        let _ = writeln!(s, "  records read      {:>14}  ({:.0}/s)", group(self.records_read), rate(self.records_read));
+        let _ = writeln!(
+            s,
+            "  records read      {:>14}  ({:.0}/s)",
+            group(self.records_read),
+            rate(self.records_read)
+        );
         let _ = writeln!(s, "  records written   {:>14}", group(self.records_written));
         let _ = writeln!(s, "  dead-lettered     {:>14}", group(self.dead_lettered));
         if self.late_records > 0 {
@@ -100,7 +115,7 @@ pub fn group(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -51,7 +51,9 @@ pub enum LocalError {
 
 /// Runs `graph` to completion and reports.
 pub fn run_local(graph: JobGraph, config: &LocalConfig) -> Result<JobSummary, LocalError> {
-    let slots = config.slots.unwrap_or_else(|| (graph.slots_needed() as usize).div_ceil(config.task_managers));
+    let slots = config
+        .slots
+        .unwrap_or_else(|| (graph.slots_needed() as usize).div_ceil(config.task_managers));
     check_capacity(&graph, config.task_managers, slots)?;
     // Slots are arbiters, which belong to a running actix system.
     let system = actix_rt::System::new();
@@ -88,7 +90,10 @@ async fn run_job(graph: &JobGraph, config: &LocalConfig, task_managers: &[SlotPo
         let at = place(subtask, tm_count);
         task_managers[at.task_manager].slot(at.slot)
     };
-    let actors = deploy(graph, &placement, &ctx).map_err(|source| LocalError::Deploy { job: job.clone(), source })?;
+    let actors = deploy(graph, &placement, &ctx).map_err(|source| LocalError::Deploy {
+        job: job.clone(),
+        source,
+    })?;
     // Only the subtasks hold the dead-letter queue and the done channel from here on, so
     // both close when the last subtask ends.
     drop(ctx);
@@ -142,10 +147,23 @@ async fn run_job(graph: &JobGraph, config: &LocalConfig, task_managers: &[SlotPo
     let dead_file = dead_writer.path().to_path_buf();
     let dead_lettered = tokio::task::spawn_blocking(move || dead_writer.finish())
         .await
-        .map_err(|_| LocalError::DeadLetters { job: job.clone(), source: TaskError::Disconnected("dead-letter writer".into()) })?
-        .map_err(|source| LocalError::DeadLetters { job: job.clone(), source })?;
+        .map_err(|_| LocalError::DeadLetters {
+            job: job.clone(),
+            source: TaskError::Disconnected("dead-letter writer".into()),
+        })?
+        .map_err(|source| LocalError::DeadLetters {
+            job: job.clone(),
+            source,
+        })?;
 
-    Ok(summarize(graph, &metrics, reports, started.elapsed(), dead_lettered, dead_file))
+    Ok(summarize(
+        graph,
+        &metrics,
+        reports,
+        started.elapsed(),
+        dead_lettered,
+        dead_file,
+    ))
 }
 
 fn summarize(
@@ -169,9 +187,17 @@ fn summarize(
         };
         sinks.push(SinkSummary::new(v.name.clone(), path, report));
     }
-    let sum_over = |pred: fn(&VertexKind) -> bool, f: fn(&weir_taskmanager::runtime::subtask_metrics::SubtaskMetrics) -> &std::sync::atomic::AtomicU64| -> u64 {
-        graph.vertices.iter().filter(|v| pred(&v.kind)).map(|v| metrics.sum(v.id.0, f)).sum()
-    };
+    let sum_over =
+        |pred: fn(&VertexKind) -> bool,
+         f: fn(&weir_taskmanager::runtime::subtask_metrics::SubtaskMetrics) -> &std::sync::atomic::AtomicU64|
+         -> u64 {
+            graph
+                .vertices
+                .iter()
+                .filter(|v| pred(&v.kind))
+                .map(|v| metrics.sum(v.id.0, f))
+                .sum()
+        };
     JobSummary {
         job: graph.name.clone(),
         seconds: elapsed.as_secs_f64(),
@@ -186,10 +212,21 @@ fn summarize(
 
 /// A run id that sorts by start time and differs between runs of the same job.
 fn run_id() -> String {
-    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
     format!("{ms:x}{:04x}", std::process::id() & 0xffff)
 }
 
 fn sanitize(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }

@@ -27,7 +27,10 @@ impl Progress {
             graph
                 .vertices
                 .iter()
-                .filter(|v| matches!(v.kind, VertexKind::Source { .. }) == want_source && (want_source || matches!(v.kind, VertexKind::Sink(_))))
+                .filter(|v| {
+                    matches!(v.kind, VertexKind::Source { .. }) == want_source
+                        && (want_source || matches!(v.kind, VertexKind::Sink(_)))
+                })
                 .map(|v| v.id.0)
                 .collect::<Vec<usize>>()
         };
@@ -44,7 +47,12 @@ impl Progress {
         let read: u64 = self.sources.iter().map(|v| metrics.sum(*v, |m| &m.records_in)).sum();
         let dead: u64 = self.sources.iter().map(|v| metrics.sum(*v, |m| &m.dead_letters)).sum();
         let written: u64 = self.sinks.iter().map(|v| metrics.sum(*v, |m| &m.records_in)).sum();
-        let wm = self.sinks.iter().map(|v| metrics.watermark(*v)).min().unwrap_or(WATERMARK_MIN);
+        let wm = self
+            .sinks
+            .iter()
+            .map(|v| metrics.watermark(*v))
+            .min()
+            .unwrap_or(WATERMARK_MIN);
         let now = Instant::now();
         let (rin, rout) = match self.last {
             Some((t, r, w)) => {

@@ -11,7 +11,9 @@ pub struct SlotRef {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("job '{job}' needs {needed} slots but the cluster offers {offered} ({task_managers} task managers x {slots} slots)")]
+#[error(
+    "job '{job}' needs {needed} slots but the cluster offers {offered} ({task_managers} task managers x {slots} slots)"
+)]
 pub struct NotEnoughSlots {
     pub job: String,
     pub needed: usize,
@@ -55,10 +57,22 @@ mod tests {
         assert_eq!(
             placed,
             vec![
-                SlotRef { task_manager: 0, slot: 0 },
-                SlotRef { task_manager: 1, slot: 0 },
-                SlotRef { task_manager: 0, slot: 1 },
-                SlotRef { task_manager: 1, slot: 1 },
+                SlotRef {
+                    task_manager: 0,
+                    slot: 0
+                },
+                SlotRef {
+                    task_manager: 1,
+                    slot: 0
+                },
+                SlotRef {
+                    task_manager: 0,
+                    slot: 1
+                },
+                SlotRef {
+                    task_manager: 1,
+                    slot: 1
+                },
             ]
         );
     }

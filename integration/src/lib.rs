@@ -8,7 +8,10 @@ use anyhow::{Context, Result, bail};
 
 /// The workspace root (where `examples/` lives).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 /// A binary built from this workspace, in the same profile directory as the running
@@ -42,7 +45,9 @@ impl LocalRun {
         String::from_utf8_lossy(&self.output.stdout).into_owned()
     }
     pub fn summary(&self) -> &serde_json::Value {
-        self.summary.as_ref().unwrap_or_else(|| panic!("no summary; stderr:\n{}", self.stderr()))
+        self.summary
+            .as_ref()
+            .unwrap_or_else(|| panic!("no summary; stderr:\n{}", self.stderr()))
     }
     /// The first sink's summary.
     pub fn sink(&self) -> &serde_json::Value {
@@ -107,7 +112,12 @@ pub fn parquet_rows_by_partition(root: &Path) -> Result<std::collections::BTreeM
 
 /// Runs a Python snippet with pyarrow/duckdb available (the test set-up installs them).
 pub fn python(script: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new("python3").arg("-c").arg(script).args(args).output().context("running python3")?;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .context("running python3")?;
     if !out.status.success() {
         bail!("python failed:\n{}", String::from_utf8_lossy(&out.stderr));
     }

@@ -28,7 +28,10 @@ fn coordinator(cmd: &str, text: &str, extra: &[&str]) -> (i32, String) {
         c.args(["--progress-ms", "0", "--work-dir"]).arg(dir.path());
     }
     let out = c.output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn assert_refused(text: &str, expect: &[&str]) {
@@ -43,7 +46,10 @@ fn assert_refused(text: &str, expect: &[&str]) {
 
 #[test]
 fn unknown_operator_kind() {
-    assert_refused(&spec(r#"{"id": "last", "input": "logs", "flatmap": "x"}"#), &["operators[0].flatmap", "unknown field `flatmap`"]);
+    assert_refused(
+        &spec(r#"{"id": "last", "input": "logs", "flatmap": "x"}"#),
+        &["operators[0].flatmap", "unknown field `flatmap`"],
+    );
 }
 
 #[test]
@@ -56,7 +62,10 @@ fn unknown_column() {
 
 #[test]
 fn type_mismatch_in_an_expression() {
-    assert_refused(&spec(r#"{"id": "last", "input": "logs", "filter": "level"}"#), &["operators[0].filter: must be a boolean predicate"]);
+    assert_refused(
+        &spec(r#"{"id": "last", "input": "logs", "filter": "level"}"#),
+        &["operators[0].filter: must be a boolean predicate"],
+    );
     assert_refused(
         &spec(r#"{"id": "last", "input": "logs", "project": ["ts", {"name": "x", "expr": "level - ts"}]}"#),
         &["operators[0].project[1]"],
@@ -74,7 +83,13 @@ fn cycle_in_the_dag() {
 #[test]
 fn missing_source() {
     let text = r#"{"name": "bad", "sources": [], "sinks": [{"id": "out", "input": "logs", "blackhole": {}}]}"#;
-    assert_refused(text, &["sources: a job needs at least one source", "sinks[0].input: unknown input 'logs'"]);
+    assert_refused(
+        text,
+        &[
+            "sources: a job needs at least one source",
+            "sinks[0].input: unknown input 'logs'",
+        ],
+    );
 }
 
 #[test]
@@ -82,7 +97,10 @@ fn bad_override_and_bad_values() {
     let ok = spec(r#"{"id": "last", "input": "logs", "filter": "level <> 'DEBUG'"}"#);
     let (code, stderr) = coordinator("local", &ok, &["--set", "sources.0.generator.events=7"]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("sources[0].generator.events: must be a positive even number"), "{stderr}");
+    assert!(
+        stderr.contains("sources[0].generator.events: must be a positive even number"),
+        "{stderr}"
+    );
     let (code, stderr) = coordinator("local", &ok, &["--set", "parallelism=\"two\""]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("parallelism: invalid type"), "{stderr}");
@@ -94,7 +112,11 @@ fn a_valid_spec_is_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("job.json");
     std::fs::write(&path, ok).unwrap();
-    let out = Command::new(binary("coordinator")).arg("validate").arg(&path).output().unwrap();
+    let out = Command::new(binary("coordinator"))
+        .arg("validate")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let plan = String::from_utf8_lossy(&out.stdout);
     assert!(plan.contains("logs (source) -> last (filter) -> out (sink)"), "{plan}");

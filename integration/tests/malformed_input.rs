@@ -13,7 +13,12 @@ use weir_integration::{files_below, run_local};
 
 fn good(id: i64) -> Vec<u8> {
     let ts = 1_704_067_200_000 + id * 1_000;
-    format!(r#"{{"id":{id},"ts":{ts},"user":"u{}","amount":{}.5}}"#, id % 7, id % 100).into_bytes()
+    format!(
+        r#"{{"id":{id},"ts":{ts},"user":"u{}","amount":{}.5}}"#,
+        id % 7,
+        id % 100
+    )
+    .into_bytes()
 }
 
 #[test]
@@ -22,11 +27,11 @@ fn bad_records_go_to_dead_letters_and_good_ones_all_arrive() {
     let input = work.path().join("in");
     fs::create_dir_all(&input).unwrap();
     let bad_kinds: [&[u8]; 6] = [
-        br#"{"id":1,"ts":17040672"#,                              // truncated
-        br#"{"id":"seven","ts":1704067200000,"user":"x"}"#,      // wrong type
-        br#"{"id":9,"user":"x"}"#,                                // missing non-nullable ts
-        b"{\"id\":10,\"ts\":1704067200000,\"user\":\"\xff\xfe\"}", // invalid UTF-8
-        b"[1,2,3]",                                               // not an object
+        br#"{"id":1,"ts":17040672"#,                                    // truncated
+        br#"{"id":"seven","ts":1704067200000,"user":"x"}"#,             // wrong type
+        br#"{"id":9,"user":"x"}"#,                                      // missing non-nullable ts
+        b"{\"id\":10,\"ts\":1704067200000,\"user\":\"\xff\xfe\"}",      // invalid UTF-8
+        b"[1,2,3]",                                                     // not an object
         br#"{"id":11,"ts":1704067200000,"user":"x","amount":"a lot"}"#, // wrong type, nullable field
     ];
     let mut expected_ids = BTreeSet::new();
@@ -111,7 +116,13 @@ fn bad_records_go_to_dead_letters_and_good_ones_all_arrive() {
             }
             None => v["raw"].as_str().unwrap().as_bytes().to_vec(),
         };
-        seen.insert((v["origin"].as_str().unwrap().to_string(), v["position"].as_u64().unwrap()), raw);
+        seen.insert(
+            (
+                v["origin"].as_str().unwrap().to_string(),
+                v["position"].as_u64().unwrap(),
+            ),
+            raw,
+        );
     }
     assert_eq!(seen, expected_bad);
 }

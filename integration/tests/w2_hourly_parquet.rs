@@ -34,10 +34,15 @@ fn w2_lands_every_kept_row_in_its_hour_partition() {
     let files = files_below(&out);
     let leftovers: Vec<_> = files
         .iter()
-        .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with('.') || f.to_string_lossy().contains("inprogress"))
+        .filter(|f| {
+            f.file_name().unwrap().to_string_lossy().starts_with('.') || f.to_string_lossy().contains("inprogress")
+        })
         .collect();
     assert!(leftovers.is_empty(), "in-progress files left: {leftovers:?}");
-    assert!(files.len() > 29, "expected size-based rolling to make more than one file per hour");
+    assert!(
+        files.len() > 29,
+        "expected size-based rolling to make more than one file per hour"
+    );
 
     let by_partition = parquet_rows_by_partition(&out).unwrap();
     assert_eq!(by_partition.len(), 29);
@@ -56,6 +61,7 @@ fn w2_lands_every_kept_row_in_its_hour_partition() {
 import sys, glob, os, duckdb, pyarrow.parquet as pq
 inp, out = sys.argv[1], sys.argv[2]
 con = duckdb.connect()
+con.execute('SET enable_progress_bar = false')
 rows = con.execute(f"""
   SELECT strftime(make_timestamp(ts * 1000), 'dt=%Y-%m-%d/hour=%H') AS p, count(*)
   FROM read_json('{inp}', format='newline_delimited', columns={{ts:'BIGINT', level:'VARCHAR', path:'VARCHAR'}})

@@ -9,7 +9,12 @@ const BASE: i128 = 1_704_067_200_000;
 #[test]
 fn w3_counts_match_the_reference() {
     let work = tempfile::tempdir().unwrap();
-    let run = run_local(&workspace_root().join("examples/w3-window-count.json"), &[], work.path()).unwrap();
+    let run = run_local(
+        &workspace_root().join("examples/w3-window-count.json"),
+        &[],
+        work.path(),
+    )
+    .unwrap();
     assert!(run.output.status.success(), "stderr:\n{}", run.stderr());
     let sink = run.sink();
     let rows = sink["rows"].as_u64().unwrap() as i128;

@@ -108,12 +108,15 @@ fn write_all(rx: flume::Receiver<DeadLetter>, path: &Path) -> Result<u64, TaskEr
             raw_base64: (!valid).then(|| base64::engine::general_purpose::STANDARD.encode(&letter.raw)),
         };
         serde_json::to_writer(&mut *w, &line).map_err(|e| TaskError::io("writing dead letter", path, e.into()))?;
-        w.write_all(b"\n").map_err(|e| TaskError::io("writing dead letter", path, e))?;
+        w.write_all(b"\n")
+            .map_err(|e| TaskError::io("writing dead letter", path, e))?;
         count += 1;
     }
     if let Some(mut w) = out {
         w.flush().map_err(|e| TaskError::io("flushing dead letters", path, e))?;
-        w.get_ref().sync_all().map_err(|e| TaskError::io("syncing dead letters", path, e))?;
+        w.get_ref()
+            .sync_all()
+            .map_err(|e| TaskError::io("syncing dead letters", path, e))?;
     }
     Ok(count)
 }

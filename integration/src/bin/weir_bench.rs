@@ -87,14 +87,22 @@ fn wait_with_rusage(pid: libc::pid_t) -> Result<(i32, u64)> {
     if r < 0 {
         bail!("wait4: {}", std::io::Error::last_os_error());
     }
-    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
     Ok((code, usage.ru_maxrss as u64))
 }
 
 fn main() -> Result<()> {
     let work = tempfile::tempdir()?;
     match Cli::parse().workload {
-        Workload::W2 { events, parallelism, compression } => {
+        Workload::W2 {
+            events,
+            parallelism,
+            compression,
+        } => {
             let out = work.path().join("w2-out");
             let m = run(
                 "w2-hourly-etl.json",
@@ -130,12 +138,20 @@ fn main() -> Result<()> {
         Workload::W3 { events, parallelism } => {
             let m = run(
                 "w3-window-count.json",
-                vec![format!("sources.0.generator.events={events}"), format!("parallelism={parallelism}")],
+                vec![
+                    format!("sources.0.generator.events={events}"),
+                    format!("parallelism={parallelism}"),
+                ],
                 work.path(),
             )?;
             let sink = &m.summary["sinks"][0];
             let rows = sink["rows"].as_u64().unwrap_or(0) as i128;
-            let sum = |c: &str| -> i128 { sink["column_sums"][c].as_str().and_then(|s| s.parse().ok()).unwrap_or(0) };
+            let sum = |c: &str| -> i128 {
+                sink["column_sums"][c]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0)
+            };
             let count_sum = sum("count");
             let window_index_sum = (sum("window_start") - rows * BASE) / 10_000;
             let ok = count_sum == events as i128

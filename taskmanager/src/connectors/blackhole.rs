@@ -52,7 +52,11 @@ impl Sink for BlackholeSink {
                     for (name, idx) in &self.columns {
                         let col = batch.column(*idx);
                         let s: i128 = if col.data_type() == &DataType::UInt64 {
-                            col.as_primitive::<UInt64Type>().iter().flatten().map(|v| v as i128).sum()
+                            col.as_primitive::<UInt64Type>()
+                                .iter()
+                                .flatten()
+                                .map(|v| v as i128)
+                                .sum()
                         } else {
                             match cast(col, &DataType::Int64) {
                                 Ok(c) => c.as_primitive::<Int64Type>().iter().flatten().map(|v| v as i128).sum(),

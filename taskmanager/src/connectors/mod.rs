@@ -24,7 +24,11 @@ pub fn build_source(vertex: &Vertex, subtask: u32) -> Result<(Box<dyn SourceRead
     Ok(match connector {
         SourceConnector::Generator(spec) => (generator::build(spec, subtask, vertex.parallelism), spec.batch_size),
         SourceConnector::File(spec) => (
-            Box::new(file::jsonl_source::JsonLinesSource::new(spec, subtask, vertex.parallelism)),
+            Box::new(file::jsonl_source::JsonLinesSource::new(
+                spec,
+                subtask,
+                vertex.parallelism,
+            )),
             spec.batch_size,
         ),
     })

@@ -45,7 +45,9 @@ impl JsonDecoder {
         if raw.len() <= self.batch_size {
             let mut decoder = match self.reusable.take() {
                 Some(d) => d,
-                None => self.new_decoder(self.batch_size).map_err(|e| TaskError::arrow(&self.vertex, e))?,
+                None => self
+                    .new_decoder(self.batch_size)
+                    .map_err(|e| TaskError::arrow(&self.vertex, e))?,
             };
             if let Ok(batch) = decode_into(&mut decoder, &raw.data)
                 && batch.num_rows() == raw.len()

@@ -14,7 +14,11 @@ use crate::error::TaskError;
 use crate::runtime::operator::Operator;
 use crate::runtime::subtask_metrics::SubtaskMetrics;
 
-pub fn build_operator(graph: &JobGraph, vertex: &Vertex, metrics: Arc<SubtaskMetrics>) -> Result<Box<dyn Operator>, TaskError> {
+pub fn build_operator(
+    graph: &JobGraph,
+    vertex: &Vertex,
+    metrics: Arc<SubtaskMetrics>,
+) -> Result<Box<dyn Operator>, TaskError> {
     let input = vertex
         .input
         .map(|i| graph.vertex(i))
@@ -24,9 +28,12 @@ pub fn build_operator(graph: &JobGraph, vertex: &Vertex, metrics: Arc<SubtaskMet
         })?;
     Ok(match &vertex.kind {
         VertexKind::Filter { predicate } => Box::new(filter::Filter::new(&vertex.name, predicate, &input.schema)?),
-        VertexKind::Project { columns } => {
-            Box::new(project::Project::new(&vertex.name, columns, &input.schema, vertex.schema.clone())?)
-        }
+        VertexKind::Project { columns } => Box::new(project::Project::new(
+            &vertex.name,
+            columns,
+            &input.schema,
+            vertex.schema.clone(),
+        )?),
         VertexKind::KeyBy { .. } => Box::new(key_by::KeyBy),
         VertexKind::WindowAggregate(spec) => Box::new(window_aggregate::WindowAggregate::new(
             &vertex.name,

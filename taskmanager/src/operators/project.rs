@@ -45,7 +45,8 @@ impl Operator for Project {
                 vertex: self.name.clone(),
                 message: e.to_string(),
             })?;
-        let projected = RecordBatch::try_new(self.output.clone(), arrays).map_err(|e| TaskError::arrow(&self.name, e))?;
+        let projected =
+            RecordBatch::try_new(self.output.clone(), arrays).map_err(|e| TaskError::arrow(&self.name, e))?;
         out.push(StreamEvent::Data(projected));
         Ok(())
     }

@@ -46,7 +46,12 @@ impl WindowAggregate {
         metrics: Arc<SubtaskMetrics>,
     ) -> Result<Self, TaskError> {
         let arrow = |e| TaskError::arrow(name, e);
-        let key_columns: Vec<usize> = spec.key_by.iter().map(|k| input.index_of(k)).collect::<Result<_, _>>().map_err(arrow)?;
+        let key_columns: Vec<usize> = spec
+            .key_by
+            .iter()
+            .map(|k| input.index_of(k))
+            .collect::<Result<_, _>>()
+            .map_err(arrow)?;
         let key_fields: Vec<(DataType, bool)> = key_columns
             .iter()
             .map(|&i| (input.field(i).data_type().clone(), input.field(i).is_nullable()))
@@ -54,7 +59,12 @@ impl WindowAggregate {
         let mut accumulators = Vec::new();
         let mut agg_columns = Vec::new();
         for a in &spec.aggregates {
-            let col = a.column.as_ref().map(|c| input.index_of(c)).transpose().map_err(arrow)?;
+            let col = a
+                .column
+                .as_ref()
+                .map(|c| input.index_of(c))
+                .transpose()
+                .map_err(arrow)?;
             accumulators.push(Accumulator::new(a.function, col.map(|c| input.field(c).data_type())));
             agg_columns.push(col);
         }
@@ -80,7 +90,9 @@ impl WindowAggregate {
         }
         let arrow = |e| TaskError::arrow(&self.name, e);
         let n = state.len();
-        let mut cols: Vec<ArrayRef> = state.key_columns(&self.key_types, self.converter.as_ref()).map_err(arrow)?;
+        let mut cols: Vec<ArrayRef> = state
+            .key_columns(&self.key_types, self.converter.as_ref())
+            .map_err(arrow)?;
         let ts = |v: i64| -> ArrayRef { Arc::new(TimestampMillisecondArray::from(vec![v; n]).with_timezone(UTC)) };
         cols.push(ts(start));
         cols.push(ts(start + self.size));
@@ -88,9 +100,15 @@ impl WindowAggregate {
         let first_agg = self.key_columns.len() + 3;
         for (a, acc) in self.accumulators.iter().enumerate() {
             let t = self.output.field(first_agg + a).data_type();
-            cols.push(state.aggregate_column(a, *acc, self.accumulators.len(), t).map_err(arrow)?);
+            cols.push(
+                state
+                    .aggregate_column(a, *acc, self.accumulators.len(), t)
+                    .map_err(arrow)?,
+            );
         }
-        out.push(StreamEvent::Data(RecordBatch::try_new(self.output.clone(), cols).map_err(arrow)?));
+        out.push(StreamEvent::Data(
+            RecordBatch::try_new(self.output.clone(), cols).map_err(arrow)?,
+        ));
         Ok(())
     }
 }
@@ -189,7 +207,11 @@ mod tests {
             Field::new("top", DataType::Float64, true),
         ]));
         let metrics = Arc::new(SubtaskMetrics::default());
-        (WindowAggregate::new("w", &spec, &input, "ts", output, metrics.clone()).unwrap(), input, metrics)
+        (
+            WindowAggregate::new("w", &spec, &input, "ts", output, metrics.clone()).unwrap(),
+            input,
+            metrics,
+        )
     }
 
     fn rows(schema: &SchemaRef, users: &[&str], ts: &[i64], amounts: &[Option<f64>]) -> RecordBatch {
@@ -209,30 +231,49 @@ mod tests {
         let (mut op, schema, metrics) = operator();
         let mut out = Vec::new();
         op.on_batch(
-            rows(&schema, &["a", "b", "a", "a"], &[1, 2, 5, 12], &[Some(1.5), None, Some(2.0), Some(7.0)]),
+            rows(
+                &schema,
+                &["a", "b", "a", "a"],
+                &[1, 2, 5, 12],
+                &[Some(1.5), None, Some(2.0), Some(7.0)],
+            ),
             &mut out,
         )
         .unwrap();
         assert!(out.is_empty());
         op.on_watermark(8, &mut out).unwrap();
-        assert!(matches!(out[..], [StreamEvent::Watermark(8)]), "window [0,10) is not complete at 8");
+        assert!(
+            matches!(out[..], [StreamEvent::Watermark(8)]),
+            "window [0,10) is not complete at 8"
+        );
         out.clear();
         op.on_watermark(9, &mut out).unwrap();
-        let StreamEvent::Data(b) = &out[0] else { panic!("{out:?}") };
+        let StreamEvent::Data(b) = &out[0] else {
+            panic!("{out:?}")
+        };
         let users: Vec<&str> = b.column(0).as_string::<i32>().iter().map(|u| u.unwrap()).collect();
         assert_eq!(users, ["a", "b"]);
-        assert_eq!(b.column(1).as_primitive::<TimestampMillisecondType>().values()[..], [0, 0]);
-        assert_eq!(b.column(3).as_primitive::<TimestampMillisecondType>().values()[..], [9, 9]);
+        assert_eq!(
+            b.column(1).as_primitive::<TimestampMillisecondType>().values()[..],
+            [0, 0]
+        );
+        assert_eq!(
+            b.column(3).as_primitive::<TimestampMillisecondType>().values()[..],
+            [9, 9]
+        );
         assert_eq!(b.column(4).as_primitive::<Int64Type>().values()[..], [2, 1]);
         let total = b.column(5).as_primitive::<Float64Type>();
         assert_eq!((total.value(0), total.is_null(1)), (3.5, true));
         assert_eq!(b.column(6).as_primitive::<Float64Type>().value(0), 2.0);
 
         out.clear();
-        op.on_batch(rows(&schema, &["c"], &[3], &[Some(1.0)]), &mut out).unwrap();
+        op.on_batch(rows(&schema, &["c"], &[3], &[Some(1.0)]), &mut out)
+            .unwrap();
         assert_eq!(metrics.late_records.load(std::sync::atomic::Ordering::Relaxed), 1);
         op.on_watermark(i64::MAX, &mut out).unwrap();
-        let StreamEvent::Data(b) = &out[0] else { panic!("{out:?}") };
+        let StreamEvent::Data(b) = &out[0] else {
+            panic!("{out:?}")
+        };
         assert_eq!(b.num_rows(), 1);
         assert_eq!(b.column(6).as_primitive::<Float64Type>().value(0), 7.0);
     }

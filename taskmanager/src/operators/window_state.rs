@@ -41,7 +41,10 @@ impl Accumulator {
     }
 
     fn is_float(self) -> bool {
-        matches!(self, Accumulator::SumFloat | Accumulator::MinFloat | Accumulator::MaxFloat)
+        matches!(
+            self,
+            Accumulator::SumFloat | Accumulator::MinFloat | Accumulator::MaxFloat
+        )
     }
 }
 
@@ -57,12 +60,24 @@ impl AggInput {
         Ok(if acc == Accumulator::Count {
             AggInput::None
         } else if acc.is_float() {
-            AggInput::Float(cast(col, &DataType::Float64)?.as_any().downcast_ref::<Float64Array>().cloned().expect("cast"))
+            AggInput::Float(
+                cast(col, &DataType::Float64)?
+                    .as_any()
+                    .downcast_ref::<Float64Array>()
+                    .cloned()
+                    .expect("cast"),
+            )
         } else if col.data_type() == &DataType::UInt64 {
             let u = col.as_any().downcast_ref::<PrimitiveArray<UInt64Type>>().expect("u64");
             AggInput::Int(u.unary::<_, Int64Type>(|v| v as i64))
         } else {
-            AggInput::Int(cast(col, &DataType::Int64)?.as_any().downcast_ref::<Int64Array>().cloned().expect("cast"))
+            AggInput::Int(
+                cast(col, &DataType::Int64)?
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .cloned()
+                    .expect("cast"),
+            )
         })
     }
 }
@@ -127,7 +142,13 @@ impl WindowState {
     }
 
     /// Folds rows `rows` of a batch into the window.
-    pub fn update(&mut self, keys: &BatchKeys, rows: std::ops::Range<usize>, accs: &[Accumulator], inputs: &[AggInput]) {
+    pub fn update(
+        &mut self,
+        keys: &BatchKeys,
+        rows: std::ops::Range<usize>,
+        accs: &[Accumulator],
+        inputs: &[AggInput],
+    ) {
         let n = accs.len();
         let only_count = accs.iter().all(|a| *a == Accumulator::Count);
         for row in rows {
@@ -200,7 +221,11 @@ impl WindowState {
     }
 
     /// The key columns, in slot order.
-    pub fn key_columns(&self, key_types: &[DataType], converter: Option<&RowConverter>) -> Result<Vec<ArrayRef>, ArrowError> {
+    pub fn key_columns(
+        &self,
+        key_types: &[DataType],
+        converter: Option<&RowConverter>,
+    ) -> Result<Vec<ArrayRef>, ArrowError> {
         match &self.table {
             KeyTable::Int { keys, .. } => {
                 let ints = Int64Array::from(keys.clone());
@@ -221,7 +246,13 @@ impl WindowState {
     }
 
     /// The output column of aggregate `a`.
-    pub fn aggregate_column(&self, a: usize, acc: Accumulator, n_accs: usize, out_type: &DataType) -> Result<ArrayRef, ArrowError> {
+    pub fn aggregate_column(
+        &self,
+        a: usize,
+        acc: Accumulator,
+        n_accs: usize,
+        out_type: &DataType,
+    ) -> Result<ArrayRef, ArrowError> {
         let slots = self.len();
         let words = (0..slots).map(|s| self.values[s * n_accs + a]);
         if acc == Accumulator::Count {
@@ -233,7 +264,10 @@ impl WindowState {
         }
         let nulls = Some(NullBuffer::new(valid.finish()));
         let col: ArrayRef = if acc.is_float() {
-            Arc::new(Float64Array::new(words.map(|w| f64::from_bits(w as u64)).collect(), nulls))
+            Arc::new(Float64Array::new(
+                words.map(|w| f64::from_bits(w as u64)).collect(),
+                nulls,
+            ))
         } else {
             Arc::new(Int64Array::new(words.collect(), nulls))
         };

@@ -9,9 +9,7 @@ use arrow::record_batch::RecordBatch;
 pub fn event_times(batch: &RecordBatch, idx: usize) -> &[i64] {
     let col = batch.column(idx);
     match col.data_type() {
-        DataType::Timestamp(TimeUnit::Millisecond, _) => {
-            col.as_primitive::<TimestampMillisecondType>().values()
-        }
+        DataType::Timestamp(TimeUnit::Millisecond, _) => col.as_primitive::<TimestampMillisecondType>().values(),
         DataType::Int64 => col.as_primitive::<Int64Type>().values(),
         other => panic!("event-time column has type {other}, which validation refuses"),
     }

@@ -106,7 +106,10 @@ mod tests {
         tx0.send(StreamEvent::EndOfStream).await.unwrap();
         let ev = gate.next().await;
         assert!(
-            matches!(ev[..], [StreamEvent::Watermark(WATERMARK_MAX), StreamEvent::EndOfStream]),
+            matches!(
+                ev[..],
+                [StreamEvent::Watermark(WATERMARK_MAX), StreamEvent::EndOfStream]
+            ),
             "{ev:?}"
         );
         assert!(gate.next().await.is_empty());

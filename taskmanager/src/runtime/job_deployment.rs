@@ -109,7 +109,9 @@ pub fn deploy(
                         s,
                         reader,
                         decoder,
-                        head.schema.index_of(&head.event_time_column).map_err(|e| TaskError::arrow(&head.name, e))?,
+                        head.schema
+                            .index_of(&head.event_time_column)
+                            .map_err(|e| TaskError::arrow(&head.name, e))?,
                         *max_out_of_orderness_ms,
                         ctx.dead_letters.clone(),
                         ctx.metrics.get(head.id.0, s),
@@ -140,7 +142,12 @@ pub fn deploy(
                 subtask: s,
                 label: label.clone(),
             };
-            let actor = SubtaskActor::new(id, OperatorChain::new(operators), SubtaskIo { input, tail }, ctx.done.clone());
+            let actor = SubtaskActor::new(
+                id,
+                OperatorChain::new(operators),
+                SubtaskIo { input, tail },
+                ctx.done.clone(),
+            );
             actors.push(SubtaskActor::start_in_arbiter(&place(task.id, s), move |_| actor));
         }
     }

@@ -4,7 +4,10 @@
 
 use arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
 use arrow::compute::take_record_batch;
-use arrow::datatypes::{DataType, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type, TimeUnit, TimestampMillisecondType, TimestampMicrosecondType, TimestampNanosecondType, TimestampSecondType};
+use arrow::datatypes::{
+    DataType, Int8Type, Int16Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use weir_common::key_groups::{combine, hash_i64, key_group, subtask_for_key_group};
@@ -36,7 +39,11 @@ impl KeyPartitioner {
         let p = self.parallelism as usize;
         let mut indices: Vec<Vec<u32>> = vec![Vec::with_capacity(batch.num_rows() / p + 16); p];
         for (row, h) in hashes.iter().enumerate() {
-            let target = subtask_for_key_group(key_group(*h, self.max_parallelism), self.max_parallelism, self.parallelism);
+            let target = subtask_for_key_group(
+                key_group(*h, self.max_parallelism),
+                self.max_parallelism,
+                self.parallelism,
+            );
             indices[target as usize].push(row as u32);
         }
         let mut parts = Vec::with_capacity(p);
@@ -55,10 +62,19 @@ impl KeyPartitioner {
     }
 }
 
-fn hash_ints<T: arrow::datatypes::ArrowPrimitiveType>(col: &ArrayRef, out: &mut [u64], first: bool, to_i64: impl Fn(T::Native) -> i64) {
+fn hash_ints<T: arrow::datatypes::ArrowPrimitiveType>(
+    col: &ArrayRef,
+    out: &mut [u64],
+    first: bool,
+    to_i64: impl Fn(T::Native) -> i64,
+) {
     let arr = col.as_primitive::<T>();
     for (i, h) in out.iter_mut().enumerate() {
-        let v = if arr.is_null(i) { NULL_HASH } else { hash_i64(to_i64(arr.value(i))) };
+        let v = if arr.is_null(i) {
+            NULL_HASH
+        } else {
+            hash_i64(to_i64(arr.value(i)))
+        };
         *h = if first { v } else { combine(*h, v) };
     }
 }
@@ -80,19 +96,29 @@ fn hash_column(col: &ArrayRef, out: &mut [u64], first: bool) -> Result<(), Arrow
         DataType::Boolean => {
             let arr = col.as_boolean();
             for (i, h) in out.iter_mut().enumerate() {
-                let v = if arr.is_null(i) { NULL_HASH } else { hash_i64(arr.value(i) as i64) };
+                let v = if arr.is_null(i) {
+                    NULL_HASH
+                } else {
+                    hash_i64(arr.value(i) as i64)
+                };
                 *h = if first { v } else { combine(*h, v) };
             }
         }
         DataType::Utf8 => {
             let arr = col.as_string::<i32>();
             for (i, h) in out.iter_mut().enumerate() {
-                let v = if arr.is_null(i) { NULL_HASH } else { xxh3_64(arr.value(i).as_bytes()) };
+                let v = if arr.is_null(i) {
+                    NULL_HASH
+                } else {
+                    xxh3_64(arr.value(i).as_bytes())
+                };
                 *h = if first { v } else { combine(*h, v) };
             }
         }
         other => {
-            return Err(ArrowError::InvalidArgumentError(format!("cannot partition by a {other} column")));
+            return Err(ArrowError::InvalidArgumentError(format!(
+                "cannot partition by a {other} column"
+            )));
         }
     }
     Ok(())
@@ -110,7 +136,11 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int32, false)]));
         let keys: Vec<i32> = (0..1000).map(|i| i % 37).collect();
         let batch = RecordBatch::try_new(schema, vec![Arc::new(Int32Array::from(keys))]).unwrap();
-        let p = KeyPartitioner { key_columns: vec![0], max_parallelism: 128, parallelism: 3 };
+        let p = KeyPartitioner {
+            key_columns: vec![0],
+            max_parallelism: 128,
+            parallelism: 3,
+        };
         let parts = p.split(&batch).unwrap();
         assert_eq!(parts.iter().map(|(_, b)| b.num_rows()).sum::<usize>(), 1000);
         let mut owner = std::collections::HashMap::new();

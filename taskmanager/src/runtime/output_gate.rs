@@ -13,7 +13,9 @@ pub enum Routing {
     /// One channel: the consumer subtask with the same index.
     Forward,
     Hash(KeyPartitioner),
-    RoundRobin { next: usize },
+    RoundRobin {
+        next: usize,
+    },
 }
 
 pub struct OutputEdge {
@@ -42,9 +44,7 @@ impl OutputEdge {
     async fn send(&mut self, event: &StreamEvent) -> Result<(), TaskError> {
         match (event, &mut self.routing) {
             (StreamEvent::Data(batch), Routing::Hash(p)) => {
-                let parts = p
-                    .split(batch)
-                    .map_err(|e| TaskError::arrow(&self.consumer, e))?;
+                let parts = p.split(batch).map_err(|e| TaskError::arrow(&self.consumer, e))?;
                 for (target, part) in parts {
                     send_to(&self.channels[target], StreamEvent::Data(part), &self.consumer).await?;
                 }

@@ -63,7 +63,10 @@ impl SourceDriver {
             None => {
                 self.finished = true;
                 self.metrics.set_watermark(WATERMARK_MAX);
-                return Ok(Some(vec![StreamEvent::Watermark(WATERMARK_MAX), StreamEvent::EndOfStream]));
+                return Ok(Some(vec![
+                    StreamEvent::Watermark(WATERMARK_MAX),
+                    StreamEvent::EndOfStream,
+                ]));
             }
             Some(SourceOutput::Rows(batch)) => {
                 SubtaskMetrics::add(&self.metrics.records_in, batch.num_rows() as u64);

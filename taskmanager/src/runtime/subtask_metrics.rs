@@ -47,9 +47,7 @@ pub struct JobMetrics {
 impl JobMetrics {
     pub fn new(parallelism: impl Iterator<Item = u32>) -> Self {
         Self {
-            vertices: parallelism
-                .map(|p| (0..p).map(|_| Arc::default()).collect())
-                .collect(),
+            vertices: parallelism.map(|p| (0..p).map(|_| Arc::default()).collect()).collect(),
         }
     }
 
@@ -59,10 +57,7 @@ impl JobMetrics {
 
     /// Sum of one counter over a vertex's subtasks.
     pub fn sum(&self, vertex: usize, f: impl Fn(&SubtaskMetrics) -> &AtomicU64) -> u64 {
-        self.vertices[vertex]
-            .iter()
-            .map(|m| f(m).load(Ordering::Relaxed))
-            .sum()
+        self.vertices[vertex].iter().map(|m| f(m).load(Ordering::Relaxed)).sum()
     }
 
     /// A vertex's watermark: the minimum over its subtasks.

@@ -1,6 +1,11 @@
-//! The Parquet writer that runs on the sink's own thread: splits batches by time bucket,
-//! keeps one open part file per bucket, and publishes a part by renaming it from a hidden
-//! in-progress name once it is complete, so readers never see a partial file.
+//! The Parquet encoder of a file sink: splits batches by time bucket, keeps one open part
+//! per bucket, and publishes a part by renaming it from a hidden in-progress name once it
+//! is complete, so readers never see a partial file.
+//!
+//! It runs on the subtask's thread (encoding is CPU work, like any operator's, and keeping
+//! it there avoids a second busy thread per subtask evicting the first one's caches). It
+//! performs no I/O itself: it queues [`FileCommand`]s, which the sink hands to its I/O
+//! thread.
 //!
 //! A part is rolled (closed and published) when it reaches the size limit, when it has
 //! been open longer than the rollover interval, when the watermark passes the end of its
@@ -9,9 +14,8 @@
 //! the file holds: `part-<run>-<subtask>-<seq>_<min ts>_<max ts>.parquet`.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::BufWriter;
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use arrow::array::UInt32Array;
@@ -21,8 +25,10 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as ParquetCompression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use weir_common::spec::{Compression, ParquetSinkSpec};
 
+use super::file_io::FileCommand;
 use super::partition_path::PartitionScheme;
 use crate::error::TaskError;
 use crate::runtime::event_time_column::event_times;
@@ -40,10 +46,37 @@ pub struct PartitionedWriter {
     next_seq: u64,
     open: BTreeMap<i64, OpenPart>,
     report: SinkReport,
+    commands: Vec<FileCommand>,
+}
+
+/// Bytes are handed to the I/O thread in chunks of about this size.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// The encoder's output: bytes collected into chunks for the I/O thread.
+#[derive(Default)]
+struct ChunkedBytes {
+    current: Vec<u8>,
+    full: Vec<Vec<u8>>,
+    total: u64,
+}
+
+impl Write for ChunkedBytes {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.current.extend_from_slice(data);
+        self.total += data.len() as u64;
+        if self.current.len() >= CHUNK_BYTES {
+            self.full.push(std::mem::take(&mut self.current));
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 struct OpenPart {
-    writer: ArrowWriter<BufWriter<File>>,
+    writer: ArrowWriter<ChunkedBytes>,
     dir: PathBuf,
     tmp_path: PathBuf,
     seq: u64,
@@ -54,25 +87,49 @@ struct OpenPart {
 }
 
 impl PartitionedWriter {
-    pub fn new(spec: &ParquetSinkSpec, schema: SchemaRef, event_time_column: usize, run_id: &str, subtask: u32) -> Self {
+    pub fn new(
+        spec: &ParquetSinkSpec,
+        schema: SchemaRef,
+        event_time_column: usize,
+        run_id: &str,
+        subtask: u32,
+    ) -> Self {
         let compression = match spec.compression {
             Compression::Zstd => ParquetCompression::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1")),
             Compression::Snappy => ParquetCompression::SNAPPY,
             Compression::None => ParquetCompression::UNCOMPRESSED,
         };
+        let event_time_name = schema.field(event_time_column).name().clone();
         Self {
             root: PathBuf::from(&spec.path),
             scheme: PartitionScheme::new(&spec.partition),
             schema,
             event_time_column,
-            props: WriterProperties::builder().set_compression(compression).build(),
+            // Event times are nearly unique, so a dictionary for them only costs hashing
+            // until the writer gives up on it at the dictionary size limit.
+            props: WriterProperties::builder()
+                .set_compression(compression)
+                .set_column_dictionary_enabled(ColumnPath::from(event_time_name.as_str()), false)
+                .build(),
             max_file_bytes: spec.max_file_bytes,
             rollover: Duration::from_millis(spec.rollover_ms),
             file_prefix: format!("part-{run_id}-{subtask}"),
             next_seq: 0,
             open: BTreeMap::new(),
             report: SinkReport::default(),
+            commands: Vec::new(),
         }
+    }
+
+    /// The file operations queued since the last call, in order.
+    pub fn take_commands(&mut self) -> Vec<FileCommand> {
+        for part in self.open.values_mut() {
+            let bytes = part.writer.inner_mut();
+            for data in bytes.full.drain(..) {
+                self.commands.push(FileCommand::Append { id: part.seq, data });
+            }
+        }
+        std::mem::take(&mut self.commands)
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
@@ -87,7 +144,8 @@ impl PartitionedWriter {
             rows.entry(self.scheme.bucket(*t)).or_default().push(i as u32);
         }
         for (bucket, idx) in rows {
-            let part = take_record_batch(batch, &UInt32Array::from(idx)).map_err(|e| TaskError::arrow("parquet sink", e))?;
+            let part =
+                take_record_batch(batch, &UInt32Array::from(idx)).map_err(|e| TaskError::arrow("parquet sink", e))?;
             let part_ts = event_times(&part, self.event_time_column).to_vec();
             self.write_bucket(bucket, &part, &part_ts)?;
         }
@@ -95,15 +153,18 @@ impl PartitionedWriter {
     }
 
     fn write_bucket(&mut self, bucket: i64, batch: &RecordBatch, ts: &[i64]) -> Result<(), TaskError> {
-        let (min, max) = ts.iter().fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(*t), hi.max(*t)));
+        let (min, max) = ts
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(*t), hi.max(*t)));
         if !self.open.contains_key(&bucket) {
             let part = self.open_part(bucket)?;
             self.open.insert(bucket, part);
         }
         let part = self.open.get_mut(&bucket).expect("opened above");
-        part.writer
-            .write(batch)
-            .map_err(|source| TaskError::Parquet { path: part.tmp_path.clone(), source })?;
+        part.writer.write(batch).map_err(|source| TaskError::Parquet {
+            path: part.tmp_path.clone(),
+            source,
+        })?;
         part.rows += batch.num_rows() as u64;
         part.min_ts = part.min_ts.min(min);
         part.max_ts = part.max_ts.max(max);
@@ -116,13 +177,18 @@ impl PartitionedWriter {
 
     fn open_part(&mut self, bucket: i64) -> Result<OpenPart, TaskError> {
         let dir = self.root.join(self.scheme.directory(bucket));
-        fs::create_dir_all(&dir).map_err(|e| TaskError::io("creating partition directory", &dir, e))?;
         let seq = self.next_seq;
         self.next_seq += 1;
         let tmp_path = dir.join(format!(".{}-{seq:05}.parquet.inprogress", self.file_prefix));
-        let file = File::create(&tmp_path).map_err(|e| TaskError::io("creating part file", &tmp_path, e))?;
-        let writer = ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), self.schema.clone(), Some(self.props.clone()))
-            .map_err(|source| TaskError::Parquet { path: tmp_path.clone(), source })?;
+        self.commands.push(FileCommand::Create {
+            id: seq,
+            path: tmp_path.clone(),
+        });
+        let writer = ArrowWriter::try_new(ChunkedBytes::default(), self.schema.clone(), Some(self.props.clone()))
+            .map_err(|source| TaskError::Parquet {
+                path: tmp_path.clone(),
+                source,
+            })?;
         Ok(OpenPart {
             writer,
             dir,
@@ -135,23 +201,38 @@ impl PartitionedWriter {
         })
     }
 
-    /// Closes the bucket's part, makes it durable and publishes it under its final name.
+    /// Finishes the bucket's part and queues its publication under its final name.
     fn roll(&mut self, bucket: i64) -> Result<(), TaskError> {
-        let Some(part) = self.open.remove(&bucket) else { return Ok(()) };
-        let rows = part.rows;
+        let Some(part) = self.open.remove(&bucket) else {
+            return Ok(());
+        };
         let tmp = part.tmp_path.clone();
-        let buf = part.writer.into_inner().map_err(|source| TaskError::Parquet { path: tmp.clone(), source })?;
-        let file = buf.into_inner().map_err(|e| TaskError::io("flushing part file", &tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| TaskError::io("syncing part file", &tmp, e))?;
-        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let name = format!("{}-{:05}_{}_{}.parquet", self.file_prefix, part.seq, part.min_ts, part.max_ts);
+        let mut bytes = part.writer.into_inner().map_err(|source| TaskError::Parquet {
+            path: tmp.clone(),
+            source,
+        })?;
+        bytes.full.push(std::mem::take(&mut bytes.current));
+        for data in bytes.full {
+            self.commands.push(FileCommand::Append { id: part.seq, data });
+        }
+        let name = format!(
+            "{}-{:05}_{}_{}.parquet",
+            self.file_prefix, part.seq, part.min_ts, part.max_ts
+        );
         let final_path = part.dir.join(&name);
-        fs::rename(&tmp, &final_path).map_err(|e| TaskError::io("publishing part file", &tmp, e))?;
-        sync_dir(&part.dir)?;
-        let rel = final_path.strip_prefix(&self.root).unwrap_or(&final_path).display().to_string();
+        self.commands.push(FileCommand::Publish {
+            id: part.seq,
+            from: tmp,
+            to: final_path.clone(),
+        });
+        let rel = final_path
+            .strip_prefix(&self.root)
+            .unwrap_or(&final_path)
+            .display()
+            .to_string();
         self.report.files.push(rel);
-        self.report.rows += rows;
-        self.report.bytes += bytes;
+        self.report.rows += part.rows;
+        self.report.bytes += bytes.total;
         Ok(())
     }
 
@@ -184,19 +265,14 @@ impl PartitionedWriter {
         Ok(())
     }
 
-    pub fn finish(mut self) -> Result<SinkReport, TaskError> {
+    /// Rolls every open part; the report counts what the queued commands publish.
+    pub fn finish(&mut self) -> Result<SinkReport, TaskError> {
         let buckets: Vec<i64> = self.open.keys().copied().collect();
         for b in buckets {
             self.roll(b)?;
         }
-        Ok(self.report)
+        Ok(std::mem::take(&mut self.report))
     }
-}
-
-fn sync_dir(dir: &Path) -> Result<(), TaskError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| TaskError::io("syncing partition directory", dir, e))
 }
 
 #[cfg(test)]
@@ -207,7 +283,10 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
     use weir_common::schema::{UTC, timestamp_ms};
 
+    use super::super::file_io::FileIo;
     use super::*;
+    use std::fs;
+    use std::path::Path;
 
     const HOUR: i64 = 3_600_000;
     const T0: i64 = 1_704_067_200_000;
@@ -233,7 +312,11 @@ mod tests {
 
     fn names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(dir)
-            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
@@ -244,21 +327,41 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let b = batch(&[T0 + 10, T0 + HOUR + 5, T0 + 20]);
         let mut w = PartitionedWriter::new(&spec(root.path(), 1 << 30), b.schema(), 0, "r1", 3);
+        let mut io = FileIo::default();
+        let mut step = |w: &mut PartitionedWriter| {
+            for c in w.take_commands() {
+                io.apply(c).unwrap();
+            }
+        };
         w.write(&b).unwrap();
+        step(&mut w);
         let h0 = root.path().join("dt=2024-01-01/hour=00");
         let h1 = root.path().join("dt=2024-01-01/hour=01");
-        assert!(names(&h0).iter().all(|n| n.starts_with('.') && n.ends_with(".inprogress")));
+        assert!(
+            names(&h0)
+                .iter()
+                .all(|n| n.starts_with('.') && n.ends_with(".inprogress"))
+        );
 
         w.on_watermark(T0 + HOUR - 2).unwrap();
+        step(&mut w);
         assert!(names(&h0)[0].starts_with('.'), "hour 0 is not complete yet");
         w.on_watermark(T0 + HOUR - 1).unwrap();
-        assert_eq!(names(&h0), vec![format!("part-r1-3-00000_{}_{}.parquet", T0 + 10, T0 + 20)]);
+        step(&mut w);
+        assert_eq!(
+            names(&h0),
+            vec![format!("part-r1-3-00000_{}_{}.parquet", T0 + 10, T0 + 20)]
+        );
         assert!(names(&h1)[0].starts_with('.'));
 
         let report = w.finish().unwrap();
+        step(&mut w);
         assert_eq!(report.rows, 3);
         assert_eq!(report.files.len(), 2);
-        assert_eq!(names(&h1), vec![format!("part-r1-3-00001_{}_{}.parquet", T0 + HOUR + 5, T0 + HOUR + 5)]);
+        assert_eq!(
+            names(&h1),
+            vec![format!("part-r1-3-00001_{}_{}.parquet", T0 + HOUR + 5, T0 + HOUR + 5)]
+        );
     }
 
     #[test]
@@ -266,11 +369,19 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let b = batch(&(0..1000).map(|i| T0 + i).collect::<Vec<_>>());
         let mut w = PartitionedWriter::new(&spec(root.path(), 1), b.schema(), 0, "r1", 0);
+        let mut io = FileIo::default();
         w.write(&b).unwrap();
         w.write(&b).unwrap();
+        for c in w.take_commands() {
+            io.apply(c).unwrap();
+        }
         let h0 = root.path().join("dt=2024-01-01/hour=00");
         assert_eq!(names(&h0).len(), 2);
-        assert!(names(&h0).iter().all(|n| n.ends_with(".parquet") && !n.starts_with('.')));
+        assert!(
+            names(&h0)
+                .iter()
+                .all(|n| n.ends_with(".parquet") && !n.starts_with('.'))
+        );
         assert_eq!(w.finish().unwrap().rows, 2000);
     }
 }

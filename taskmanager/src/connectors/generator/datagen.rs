@@ -165,7 +165,11 @@ pub fn dump(k: u64) -> String {
     for g in 0..k {
         let _ = writeln!(s, "w3.event g={g} key={} ts={}", w3::key(g), w3::ts(g));
     }
-    let first: Vec<String> = (0..).filter(|&g| w1::clicked(g)).take(10).map(|g: u64| g.to_string()).collect();
+    let first: Vec<String> = (0..)
+        .filter(|&g| w1::clicked(g))
+        .take(10)
+        .map(|g: u64| g.to_string())
+        .collect();
     let _ = writeln!(s, "w1.first_clicked_g={}", first.join(","));
     s
 }
@@ -178,7 +182,10 @@ mod tests {
     #[test]
     fn matches_reference_samples() {
         assert_eq!(w1::request_id(0), 16_294_208_416_658_607_535);
-        assert_eq!((w1::imp_ts(0), w1::user_id(0), w1::ad_id(0), w1::campaign_id(0)), (1_704_067_199_535, 6_348_110, 39_053, 978));
+        assert_eq!(
+            (w1::imp_ts(0), w1::user_id(0), w1::ad_id(0), w1::campaign_id(0)),
+            (1_704_067_199_535, 6_348_110, 39_053, 978)
+        );
         let first: Vec<u64> = (0..).filter(|&g| w1::clicked(g)).take(6).collect();
         assert_eq!(first, [14, 27, 28, 31, 34, 45]);
         assert_eq!((w3::key(0), w3::ts(0)), (7535, 1_704_067_199_535));

@@ -50,7 +50,8 @@ impl TypedReader {
                 vec![Arc::new(Int32Array::from(keys)), ts_col(ts)]
             }
             GeneratorWorkload::W1Impressions => {
-                let (mut id, mut ts, mut user, mut ad, mut camp) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                let (mut id, mut ts, mut user, mut ad, mut camp) =
+                    (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
                 while id.len() < self.batch_size && r.next < r.end {
                     let g = r.next;
                     id.push(w1::request_id(g));

@@ -1,0 +1,85 @@
+//! The file I/O of a file sink, run on a dedicated thread: creating in-progress files,
+//! appending the bytes the encoder produced, and publishing a finished file (fsync, rename
+//! into place, fsync the directory). The encoder stays on the subtask's thread; only the
+//! blocking system calls come here, in order, through a bounded channel.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::TaskError;
+
+#[derive(Debug)]
+pub enum FileCommand {
+    /// Create `path` (and its directory) for file `id`.
+    Create {
+        id: u64,
+        path: PathBuf,
+    },
+    Append {
+        id: u64,
+        data: Vec<u8>,
+    },
+    /// Make file `id` durable and rename it from `from` to `to`.
+    Publish {
+        id: u64,
+        from: PathBuf,
+        to: PathBuf,
+    },
+}
+
+#[derive(Default)]
+pub struct FileIo {
+    open: HashMap<u64, File>,
+}
+
+impl FileIo {
+    pub fn apply(&mut self, cmd: FileCommand) -> Result<(), TaskError> {
+        match cmd {
+            FileCommand::Create { id, path } => {
+                if let Some(dir) = path.parent() {
+                    fs::create_dir_all(dir).map_err(|e| TaskError::io("creating partition directory", dir, e))?;
+                }
+                let f = File::create(&path).map_err(|e| TaskError::io("creating part file", &path, e))?;
+                self.open.insert(id, f);
+            }
+            FileCommand::Append { id, data } => {
+                let f = self.open.get_mut(&id).ok_or_else(|| unknown(id))?;
+                f.write_all(&data)
+                    .map_err(|e| TaskError::io("writing part file", format!("file #{id}"), e))?;
+            }
+            FileCommand::Publish { id, from, to } => {
+                let f = self.open.remove(&id).ok_or_else(|| unknown(id))?;
+                f.sync_all().map_err(|e| TaskError::io("syncing part file", &from, e))?;
+                drop(f);
+                fs::rename(&from, &to).map_err(|e| TaskError::io("publishing part file", &from, e))?;
+                if let Some(dir) = to.parent() {
+                    sync_dir(dir)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs commands until the channel closes.
+    pub fn run(mut self, rx: flume::Receiver<FileCommand>) -> Result<(), TaskError> {
+        for cmd in rx.iter() {
+            self.apply(cmd)?;
+        }
+        Ok(())
+    }
+}
+
+fn unknown(id: u64) -> TaskError {
+    TaskError::Invalid {
+        vertex: "file sink".into(),
+        message: format!("write to file #{id}, which is not open"),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), TaskError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| TaskError::io("syncing partition directory", dir, e))
+}
