@@ -57,6 +57,11 @@ impl LocalRun {
 
 /// Runs `coordinator local spec --set ...` in `work_dir` and collects its summary.
 pub fn run_local(spec: &Path, overrides: &[String], work_dir: &Path) -> Result<LocalRun> {
+    run_local_with(spec, overrides, &[], work_dir)
+}
+
+/// [`run_local`] with extra command-line arguments (`--task-managers 2`).
+pub fn run_local_with(spec: &Path, overrides: &[String], args: &[&str], work_dir: &Path) -> Result<LocalRun> {
     let summary_path = work_dir.join("summary.json");
     let _ = std::fs::remove_file(&summary_path);
     let mut cmd = Command::new(binary("coordinator"));
@@ -66,6 +71,7 @@ pub fn run_local(spec: &Path, overrides: &[String], work_dir: &Path) -> Result<L
     for o in overrides {
         cmd.arg("--set").arg(o);
     }
+    cmd.args(args);
     let output = cmd.output().context("running coordinator local")?;
     let summary = match std::fs::read_to_string(&summary_path) {
         Ok(text) => Some(serde_json::from_str(&text).context("parsing summary")?),
