@@ -18,7 +18,9 @@ fn jsonl_example_filters_and_projects_with_sql() {
         for i in 0..500 {
             let ts = 1_704_067_200_000i64 + (f as i64 * 500 + i) * 7_919;
             let amount = (i % 40) as f64 * 0.75;
-            text.push_str(&format!(r#"{{"ts":{ts},"user":"u{i}","amount":{amount},"ignored":true}}"#));
+            text.push_str(&format!(
+                r#"{{"ts":{ts},"user":"u{i}","amount":{amount},"ignored":true}}"#
+            ));
             text.push('\n');
             if amount > 10.0 {
                 expected.push((ts, (amount * 100.0) as i64));
@@ -82,7 +84,10 @@ fn key_by_repartitions_without_changing_the_output() {
 
     let mut results = Vec::new();
     // The keyed run spreads its subtasks over two task managers.
-    for (name, spec, args) in [("plain", &spec, &[][..]), ("keyed", &keyed_spec, &["--task-managers", "2"][..])] {
+    for (name, spec, args) in [
+        ("plain", &spec, &[][..]),
+        ("keyed", &keyed_spec, &["--task-managers", "2"][..]),
+    ] {
         let out = work.path().join(name);
         let run = run_local_with(
             spec,
