@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanBufferBuilder, Float64Array, Int64Array, PrimitiveArray};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanBufferBuilder, Float64Array, Int64Array};
 use arrow::buffer::NullBuffer;
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Int64Type, UInt64Type};
+use arrow::datatypes::{DataType, Float64Type, Int64Type, UInt64Type};
 use arrow::error::ArrowError;
 use arrow::row::{RowConverter, Rows, SortField};
 use foldhash::fast::RandomState;
@@ -60,26 +60,20 @@ impl AggInput {
         Ok(if acc == Accumulator::Count {
             AggInput::None
         } else if acc.is_float() {
-            AggInput::Float(
-                cast(col, &DataType::Float64)?
-                    .as_any()
-                    .downcast_ref::<Float64Array>()
-                    .cloned()
-                    .expect("cast"),
-            )
-        } else if col.data_type() == &DataType::UInt64 {
-            let u = col.as_any().downcast_ref::<PrimitiveArray<UInt64Type>>().expect("u64");
-            AggInput::Int(u.unary::<_, Int64Type>(|v| v as i64))
+            AggInput::Float(cast(col, &DataType::Float64)?.as_primitive::<Float64Type>().clone())
         } else {
-            AggInput::Int(
-                cast(col, &DataType::Int64)?
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .cloned()
-                    .expect("cast"),
-            )
+            AggInput::Int(to_int64(col)?)
         })
     }
+}
+
+/// An integer-like column as i64: u64 reinterpreted bit for bit (a cast would turn values
+/// above i64::MAX into nulls), anything else cast.
+fn to_int64(col: &ArrayRef) -> Result<Int64Array, ArrowError> {
+    if col.data_type() == &DataType::UInt64 {
+        return Ok(col.as_primitive::<UInt64Type>().unary::<_, Int64Type>(|v| v as i64));
+    }
+    Ok(cast(col, &DataType::Int64)?.as_primitive::<Int64Type>().clone())
 }
 
 /// Keys of one batch in the form the window tables use.
@@ -309,15 +303,6 @@ pub fn uses_int_keys(key_fields: &[(DataType, bool)]) -> bool {
 pub fn encode_keys(cols: &[ArrayRef], converter: Option<&RowConverter>) -> Result<BatchKeys, ArrowError> {
     match converter {
         Some(c) => Ok(BatchKeys::Rows(c.convert_columns(cols)?)),
-        None => {
-            let col = &cols[0];
-            if col.data_type() == &DataType::UInt64 {
-                let u = col.as_any().downcast_ref::<PrimitiveArray<UInt64Type>>().expect("u64");
-                return Ok(BatchKeys::Int(u.values().iter().map(|v| *v as i64).collect()));
-            }
-            let ints = cast(col, &DataType::Int64)?;
-            let ints = ints.as_any().downcast_ref::<Int64Array>().expect("cast to i64");
-            Ok(BatchKeys::Int(ints.values().to_vec()))
-        }
+        None => Ok(BatchKeys::Int(to_int64(&cols[0])?.values().to_vec())),
     }
 }

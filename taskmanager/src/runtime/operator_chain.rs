@@ -28,38 +28,32 @@ impl OperatorChain {
         for op in &mut self.operators {
             let mut out = Vec::with_capacity(events.len());
             for event in events {
+                let before = out.len();
                 match event {
                     StreamEvent::Data(batch) => {
                         SubtaskMetrics::add(&op.metrics.records_in, batch.num_rows() as u64);
-                        let before = out.len();
                         op.operator.on_batch(batch, &mut out)?;
-                        let rows: usize = out[before..]
-                            .iter()
-                            .map(|e| match e {
-                                StreamEvent::Data(b) => b.num_rows(),
-                                _ => 0,
-                            })
-                            .sum();
-                        SubtaskMetrics::add(&op.metrics.records_out, rows as u64);
                     }
                     StreamEvent::Watermark(wm) => {
                         op.metrics.set_watermark(wm);
-                        let before = out.len();
                         op.operator.on_watermark(wm, &mut out)?;
-                        let rows: usize = out[before..]
-                            .iter()
-                            .map(|e| match e {
-                                StreamEvent::Data(b) => b.num_rows(),
-                                _ => 0,
-                            })
-                            .sum();
-                        SubtaskMetrics::add(&op.metrics.records_out, rows as u64);
                     }
                     StreamEvent::EndOfStream => out.push(StreamEvent::EndOfStream),
                 }
+                SubtaskMetrics::add(&op.metrics.records_out, rows(&out[before..]));
             }
             events = out;
         }
         Ok(events)
     }
+}
+
+fn rows(events: &[StreamEvent]) -> u64 {
+    events
+        .iter()
+        .map(|e| match e {
+            StreamEvent::Data(b) => b.num_rows() as u64,
+            _ => 0,
+        })
+        .sum()
 }
