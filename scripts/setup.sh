@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Weir needs on a Debian machine, idempotently: a Rust
-# toolchain with rustfmt and clippy must already be there (rustup); the test suite's
-# independent Parquet readers (pyarrow, DuckDB) come from PyPI. protoc comes vendored.
+# toolchain with rustfmt and clippy must already be there (rustup); libclang-dev (bindgen,
+# for RocksDB) and a C/C++ toolchain come from Debian; the test suite's independent
+# Parquet readers (pyarrow, DuckDB) come from PyPI. protoc comes vendored.
 #   scripts/setup.sh          # build prerequisites
 #   scripts/setup.sh test     # also the test prerequisites
 set -euo pipefail
@@ -16,12 +17,13 @@ for tool in rustfmt clippy; do
   fi
 done
 missing=()
-for cmd in cc make pkg-config python3; do
+for cmd in cc c++ make pkg-config python3; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
 done
+dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
-  apt-get install -y -qq build-essential pkg-config python3 python3-pip >/dev/null
+  apt-get install -y -qq build-essential pkg-config libclang-dev python3 python3-pip >/dev/null
 fi
 
 if [ "${1:-}" = test ]; then

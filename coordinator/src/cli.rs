@@ -9,6 +9,7 @@ use weir_common::spec_loader::parse_spec;
 use weir_common::validation::validate;
 use weir_common::{JobGraph, SpecErrors};
 
+use crate::cluster_cmd;
 use crate::config::{LocalConfig, load_config};
 use crate::local_cluster::run_local;
 
@@ -34,6 +35,66 @@ pub enum Command {
     Validate(SpecArgs),
     /// Print the JSON Schema of job specs.
     Schema,
+    /// Run a coordinator: a member of the Raft group serving the job API.
+    Serve(ServeArgs),
+    /// Submit a job to the cluster.
+    Submit(SubmitArgs),
+    /// List the cluster's jobs.
+    List(ClusterArgs),
+    /// Show one job.
+    Status(JobArgs),
+    /// Cancel a job.
+    Cancel(JobArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// This coordinator's id in the Raft group.
+    #[arg(long, env = "WEIR_NODE_ID")]
+    pub id: u64,
+    /// Address to serve the Raft transport and the job API on.
+    #[arg(long, env = "WEIR_LISTEN")]
+    pub listen: std::net::SocketAddr,
+    /// Where the Raft log and snapshots live.
+    #[arg(long, env = "WEIR_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Every member, this one included: `--peer 1=127.0.0.1:7001` (repeat per member).
+    #[arg(long = "peer", value_name = "ID=ADDR", required = true)]
+    pub peers: Vec<String>,
+    /// First start of a new cluster only: write the initial membership (ignored when this
+    /// member already has Raft state).
+    #[arg(long)]
+    pub init: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    /// Coordinator addresses, comma separated; any one is enough, the leader is found.
+    #[arg(
+        long,
+        env = "WEIR_COORDINATORS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7001"
+    )]
+    pub coordinators: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Follow the job's status until it ends.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct JobArgs {
+    pub job_id: String,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Args, Debug)]
@@ -86,6 +147,11 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Serve(args) => runtime_run(cluster_cmd::serve(args)),
+        Command::Submit(args) => runtime_run(cluster_cmd::submit(args)),
+        Command::List(args) => runtime_run(cluster_cmd::list(args)),
+        Command::Status(args) => runtime_run(cluster_cmd::status(args)),
+        Command::Cancel(args) => runtime_run(cluster_cmd::cancel(args)),
         Command::Local(args) => {
             let graph = match load(&args.spec) {
                 Ok(g) => g,
@@ -108,6 +174,30 @@ pub fn run(cli: Cli) -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Runs a cluster command on a tokio runtime; its error decides the exit code.
+fn runtime_run(fut: impl std::future::Future<Output = Result<(), cluster_cmd::CmdError>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(cluster_cmd::CmdError::Refused(lines)) => {
+            for l in lines {
+                eprintln!("{l}");
+            }
+            ExitCode::from(2)
+        }
+        Err(cluster_cmd::CmdError::Failed(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -3,8 +3,12 @@
 //! with its task managers in one process.
 
 pub mod cli;
+pub mod cluster_cmd;
 pub mod config;
+pub mod job_client;
 pub mod job_summary;
 pub mod local_cluster;
 pub mod progress;
+pub mod raft;
 pub mod scheduler;
+pub mod server;

@@ -1,6 +1,8 @@
 //! Helpers shared by Weir's process-level tests and benchmarks: find the built binaries,
 //! run `coordinator local` on a spec with overrides, and read what it produced.
 
+pub mod cluster;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,0 +1,145 @@
+//! The cluster commands of the CLI: `serve`, and the job API clients `submit`, `list`,
+//! `status`, `cancel`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use weir_proto::job::{CancelRequest, GetRequest, JobState, JobStatus, ListRequest, SubmitRequest};
+
+use crate::cli::{ClusterArgs, JobArgs, ServeArgs, SubmitArgs};
+use crate::job_client::JobClient;
+use crate::server::serve::{ServeOptions, serve as run_server};
+
+pub enum CmdError {
+    /// The request was refused for a reason the user must fix (exit code 2).
+    Refused(Vec<String>),
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for CmdError {
+    fn from(e: anyhow::Error) -> Self {
+        CmdError::Failed(e)
+    }
+}
+
+pub async fn serve(args: ServeArgs) -> Result<(), CmdError> {
+    let mut peers = BTreeMap::new();
+    for p in &args.peers {
+        let (id, addr) = p
+            .split_once('=')
+            .ok_or_else(|| CmdError::Refused(vec![format!("error: --peer {p}: expected ID=ADDR")]))?;
+        let id: u64 = id
+            .parse()
+            .map_err(|_| CmdError::Refused(vec![format!("error: --peer {p}: '{id}' is not a number")]))?;
+        peers.insert(id, addr.to_string());
+    }
+    run_server(ServeOptions {
+        id: args.id,
+        listen: args.listen,
+        data_dir: args.data_dir,
+        peers,
+        init: args.init,
+    })
+    .await
+    .map_err(CmdError::Failed)
+}
+
+fn client(args: &ClusterArgs) -> Result<JobClient, CmdError> {
+    Ok(JobClient::new(args.coordinators.clone())?)
+}
+
+pub async fn submit(args: SubmitArgs) -> Result<(), CmdError> {
+    let spec_json =
+        std::fs::read_to_string(&args.spec.spec).with_context(|| format!("reading {}", args.spec.spec.display()))?;
+    let mut c = client(&args.cluster)?;
+    let req = SubmitRequest {
+        spec_json,
+        overrides: args.spec.overrides.clone(),
+    };
+    let resp = c
+        .call(|mut cl| {
+            let req = req.clone();
+            async move { cl.submit(req).await }
+        })
+        .await?;
+    if !resp.errors.is_empty() {
+        let mut lines = vec![format!("error: job spec {} refused:", args.spec.spec.display())];
+        lines.extend(resp.errors.iter().map(|e| format!("  {}: {}", e.path, e.message)));
+        return Err(CmdError::Refused(lines));
+    }
+    println!("{}", resp.job_id);
+    if args.wait {
+        let job_id = resp.job_id.clone();
+        loop {
+            let status = c
+                .call(|mut cl| {
+                    let job_id = job_id.clone();
+                    async move { cl.get(GetRequest { job_id }).await }
+                })
+                .await?;
+            eprintln!("{}", describe(&status));
+            match status.state() {
+                JobState::Finished => return Ok(()),
+                JobState::Failed | JobState::Cancelled => {
+                    return Err(CmdError::Failed(anyhow!(
+                        "job {} ended {:?}",
+                        status.job_id,
+                        status.state()
+                    )));
+                }
+                _ => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn list(args: ClusterArgs) -> Result<(), CmdError> {
+    let resp = client(&args)?
+        .call(|mut cl| async move { cl.list(ListRequest {}).await })
+        .await?;
+    println!("leader {}", resp.leader);
+    for job in &resp.jobs {
+        println!("{}", describe(job));
+    }
+    Ok(())
+}
+
+pub async fn status(args: JobArgs) -> Result<(), CmdError> {
+    let job_id = args.job_id.clone();
+    let job = client(&args.cluster)?
+        .call(|mut cl| {
+            let job_id = job_id.clone();
+            async move { cl.get(GetRequest { job_id }).await }
+        })
+        .await?;
+    println!("{}", describe(&job));
+    Ok(())
+}
+
+pub async fn cancel(args: JobArgs) -> Result<(), CmdError> {
+    let job_id = args.job_id.clone();
+    let job = client(&args.cluster)?
+        .call(|mut cl| {
+            let job_id = job_id.clone();
+            async move { cl.cancel(CancelRequest { job_id }).await }
+        })
+        .await?;
+    println!("{}", describe(&job));
+    Ok(())
+}
+
+fn describe(job: &JobStatus) -> String {
+    let mut s = format!(
+        "{}  {:<11} attempt {}  {}",
+        job.job_id,
+        format!("{:?}", job.state()),
+        job.attempt,
+        job.name
+    );
+    if !job.failure.is_empty() {
+        s.push_str(&format!("  failure: {}", job.failure));
+    }
+    s
+}

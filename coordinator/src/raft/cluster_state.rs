@@ -1,0 +1,162 @@
+//! The cluster metadata every coordinator agrees on, and the commands that change it.
+//! Applying a command is deterministic: the same log gives the same state on every member.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Scheduling,
+    Running,
+    Finished,
+    Failed,
+    Cancelled,
+    Restarting,
+}
+
+impl JobState {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobState::Finished | JobState::Failed | JobState::Cancelled)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub job_id: String,
+    pub name: String,
+    /// The validated spec, as submitted (overrides applied).
+    pub spec_json: String,
+    pub state: JobState,
+    pub attempt: u32,
+    pub failure: Option<String>,
+    pub submitted_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClusterCommand {
+    SubmitJob {
+        job_id: String,
+        name: String,
+        spec_json: String,
+        submitted_at_ms: i64,
+    },
+    SetJobState {
+        job_id: String,
+        state: JobState,
+        attempt: u32,
+        failure: Option<String>,
+    },
+    CancelJob {
+        job_id: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandOutcome {
+    Applied,
+    UnknownJob(String),
+    /// The command raced with a state that makes it meaningless (e.g. cancelling a
+    /// finished job); the state is unchanged.
+    Ignored(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub jobs: BTreeMap<String, JobRecord>,
+}
+
+impl ClusterState {
+    pub fn apply(&mut self, cmd: &ClusterCommand) -> CommandOutcome {
+        match cmd {
+            ClusterCommand::SubmitJob {
+                job_id,
+                name,
+                spec_json,
+                submitted_at_ms,
+            } => {
+                if self.jobs.contains_key(job_id) {
+                    return CommandOutcome::Ignored(format!("job {job_id} exists already"));
+                }
+                self.jobs.insert(
+                    job_id.clone(),
+                    JobRecord {
+                        job_id: job_id.clone(),
+                        name: name.clone(),
+                        spec_json: spec_json.clone(),
+                        state: JobState::Scheduling,
+                        attempt: 0,
+                        failure: None,
+                        submitted_at_ms: *submitted_at_ms,
+                    },
+                );
+                CommandOutcome::Applied
+            }
+            ClusterCommand::SetJobState {
+                job_id,
+                state,
+                attempt,
+                failure,
+            } => {
+                let Some(job) = self.jobs.get_mut(job_id) else {
+                    return CommandOutcome::UnknownJob(job_id.clone());
+                };
+                if job.state.is_terminal() {
+                    return CommandOutcome::Ignored(format!("job {job_id} already ended ({:?})", job.state));
+                }
+                job.state = *state;
+                job.attempt = *attempt;
+                job.failure = failure.clone();
+                CommandOutcome::Applied
+            }
+            ClusterCommand::CancelJob { job_id } => {
+                let Some(job) = self.jobs.get_mut(job_id) else {
+                    return CommandOutcome::UnknownJob(job_id.clone());
+                };
+                if job.state.is_terminal() {
+                    return CommandOutcome::Ignored(format!("job {job_id} already ended ({:?})", job.state));
+                }
+                job.state = JobState::Cancelled;
+                CommandOutcome::Applied
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn submit(id: &str) -> ClusterCommand {
+        ClusterCommand::SubmitJob {
+            job_id: id.into(),
+            name: "n".into(),
+            spec_json: "{}".into(),
+            submitted_at_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_finished_job_stays_finished() {
+        let mut s = ClusterState::default();
+        assert_eq!(s.apply(&submit("j1")), CommandOutcome::Applied);
+        let done = ClusterCommand::SetJobState {
+            job_id: "j1".into(),
+            state: JobState::Finished,
+            attempt: 0,
+            failure: None,
+        };
+        assert_eq!(s.apply(&done), CommandOutcome::Applied);
+        assert!(matches!(
+            s.apply(&ClusterCommand::CancelJob { job_id: "j1".into() }),
+            CommandOutcome::Ignored(_)
+        ));
+        assert_eq!(s.jobs["j1"].state, JobState::Finished);
+        assert!(matches!(s.apply(&submit("j1")), CommandOutcome::Ignored(_)));
+        assert_eq!(
+            s.apply(&ClusterCommand::CancelJob { job_id: "nope".into() }),
+            CommandOutcome::UnknownJob("nope".into())
+        );
+    }
+}

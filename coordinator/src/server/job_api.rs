@@ -1,0 +1,209 @@
+//! The gRPC job API (`weir.job.v1.JobService`) on every coordinator. Writes go through the
+//! Raft log; reads are linearizable (the leader confirms its leadership with a quorum and
+//! waits until its state machine has caught up). A coordinator that is not the leader
+//! answers UNAVAILABLE with the leader's address in the `weir-leader` metadata entry.
+
+use std::pin::Pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::Stream;
+use openraft::error::{ClientWriteError, RaftError};
+use tonic::{Request, Response, Status};
+use weir_common::spec_loader::parse_spec;
+use weir_common::validation::validate;
+use weir_proto::job::job_service_server::JobService;
+use weir_proto::job::{
+    CancelRequest, GetRequest, JobState as WireState, JobStatus, ListRequest, ListResponse, SpecError, SubmitRequest,
+    SubmitResponse,
+};
+
+use crate::raft::cluster_state::{ClusterCommand, CommandOutcome, JobRecord, JobState};
+use crate::raft::state_machine::StateMachineStore;
+use crate::raft::types::{NodeId, Raft};
+
+/// Metadata key carrying the leader's address on a redirect.
+pub const LEADER_METADATA: &str = "weir-leader";
+const WATCH_POLL: Duration = Duration::from_millis(200);
+
+pub struct JobApi {
+    pub raft: Raft,
+    pub state: StateMachineStore,
+    /// This coordinator's address, as its peers know it.
+    pub address: String,
+}
+
+/// Turns "not the leader" into a redirect, anything else into UNAVAILABLE.
+fn redirect<E: std::error::Error>(err: RaftError<NodeId, E>, leader: Option<String>) -> Status {
+    match leader {
+        Some(addr) => {
+            let mut status = Status::unavailable(format!("not the leader; the leader is {addr}"));
+            if let Ok(v) = addr.parse() {
+                status.metadata_mut().insert(LEADER_METADATA, v);
+            }
+            status
+        }
+        None => Status::unavailable(format!("no leader available: {err}")),
+    }
+}
+
+impl JobApi {
+    async fn write(&self, cmd: ClusterCommand) -> Result<CommandOutcome, Status> {
+        match self.raft.client_write(cmd).await {
+            Ok(resp) => Ok(resp.data),
+            Err(err) => {
+                let leader = match &err {
+                    RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                        f.leader_node.as_ref().map(|n| n.addr.clone())
+                    }
+                    _ => None,
+                };
+                Err(redirect(err, leader))
+            }
+        }
+    }
+
+    async fn linearizable(&self) -> Result<(), Status> {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let leader = match &err {
+                    RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)) => {
+                        f.leader_node.as_ref().map(|n| n.addr.clone())
+                    }
+                    _ => None,
+                };
+                Err(redirect(err, leader))
+            }
+        }
+    }
+
+    fn job(&self, job_id: &str) -> Result<JobStatus, Status> {
+        self.state
+            .read(|d| d.cluster.jobs.get(job_id).map(to_wire))
+            .ok_or_else(|| Status::not_found(format!("no job '{job_id}'")))
+    }
+}
+
+pub fn to_wire(job: &JobRecord) -> JobStatus {
+    let state = match job.state {
+        JobState::Scheduling => WireState::Scheduling,
+        JobState::Running => WireState::Running,
+        JobState::Finished => WireState::Finished,
+        JobState::Failed => WireState::Failed,
+        JobState::Cancelled => WireState::Cancelled,
+        JobState::Restarting => WireState::Restarting,
+    };
+    JobStatus {
+        job_id: job.job_id.clone(),
+        name: job.name.clone(),
+        state: state as i32,
+        attempt: job.attempt,
+        vertices: Vec::new(),
+        failure: job.failure.clone().unwrap_or_default(),
+        submitted_at_ms: job.submitted_at_ms,
+    }
+}
+
+fn new_job_id(name: &str) -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let clean: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .take(40)
+        .collect();
+    format!("{clean}-{:x}{:05x}", now.as_secs(), now.subsec_nanos() & 0xfffff)
+}
+
+#[tonic::async_trait]
+impl JobService for JobApi {
+    async fn submit(&self, request: Request<SubmitRequest>) -> Result<Response<SubmitResponse>, Status> {
+        let req = request.into_inner();
+        let refused = |errors: weir_common::SpecErrors| {
+            Response::new(SubmitResponse {
+                job_id: String::new(),
+                errors: errors
+                    .0
+                    .into_iter()
+                    .map(|e| SpecError {
+                        path: e.path,
+                        message: e.message,
+                    })
+                    .collect(),
+            })
+        };
+        let spec = match parse_spec(&req.spec_json, &req.overrides) {
+            Ok(s) => s,
+            Err(e) => return Ok(refused(e)),
+        };
+        if let Err(e) = validate(&spec) {
+            return Ok(refused(e));
+        }
+        let job_id = new_job_id(&spec.name);
+        let spec_json = serde_json::to_string(&spec).map_err(|e| Status::internal(e.to_string()))?;
+        let submitted_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        self.write(ClusterCommand::SubmitJob {
+            job_id: job_id.clone(),
+            name: spec.name.clone(),
+            spec_json,
+            submitted_at_ms,
+        })
+        .await?;
+        Ok(Response::new(SubmitResponse {
+            job_id,
+            errors: Vec::new(),
+        }))
+    }
+
+    async fn get(&self, request: Request<GetRequest>) -> Result<Response<JobStatus>, Status> {
+        self.linearizable().await?;
+        self.job(&request.into_inner().job_id).map(Response::new)
+    }
+
+    async fn list(&self, _: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+        self.linearizable().await?;
+        let jobs = self.state.read(|d| d.cluster.jobs.values().map(to_wire).collect());
+        Ok(Response::new(ListResponse {
+            jobs,
+            leader: self.address.clone(),
+        }))
+    }
+
+    async fn cancel(&self, request: Request<CancelRequest>) -> Result<Response<JobStatus>, Status> {
+        let job_id = request.into_inner().job_id;
+        match self.write(ClusterCommand::CancelJob { job_id: job_id.clone() }).await? {
+            CommandOutcome::UnknownJob(id) => Err(Status::not_found(format!("no job '{id}'"))),
+            CommandOutcome::Applied | CommandOutcome::Ignored(_) => self.job(&job_id).map(Response::new),
+        }
+    }
+
+    type WatchStream = Pin<Box<dyn Stream<Item = Result<JobStatus, Status>> + Send>>;
+
+    async fn watch(&self, request: Request<GetRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        let job_id = request.into_inner().job_id;
+        self.linearizable().await?;
+        let first = self.job(&job_id)?;
+        let state = self.state.clone();
+        // Yields the job's status whenever it changes, until it ends.
+        let stream = futures::stream::unfold((Some(first), None::<JobStatus>), move |(next, last)| {
+            let state = state.clone();
+            let job_id = job_id.clone();
+            async move {
+                let mut current = next?;
+                loop {
+                    if last.as_ref() != Some(&current) {
+                        let ended =
+                            [WireState::Finished, WireState::Failed, WireState::Cancelled].contains(&current.state());
+                        let next = (!ended).then(|| current.clone());
+                        return Some((Ok(current.clone()), (next, Some(current))));
+                    }
+                    tokio::time::sleep(WATCH_POLL).await;
+                    current = state.read(|d| d.cluster.jobs.get(&job_id).map(to_wire))?;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

@@ -1,0 +1,94 @@
+//! Starts one coordinator: opens its Raft storage, joins the group, and serves the Raft
+//! transport and the job API on one address until SIGINT/SIGTERM.
+//!
+//! Bootstrapping: start every member with the same `--peer` list; on the very first start
+//! of a new cluster, one of them also gets `--init`, which writes the initial membership.
+//! `--init` on a member that already has Raft state does nothing, so the same command
+//! restarts a member; a restarted member is never added again, it simply rejoins.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use openraft::BasicNode;
+use weir_proto::job::job_service_server::JobServiceServer;
+use weir_proto::raft::raft_service_server::RaftServiceServer;
+
+use crate::raft::network::{GrpcNetwork, RaftRpcService};
+use crate::raft::storage;
+use crate::raft::types::{NodeId, Raft};
+use crate::server::job_api::JobApi;
+
+pub struct ServeOptions {
+    pub id: NodeId,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub peers: BTreeMap<NodeId, String>,
+    pub init: bool,
+}
+
+/// Raft timing. openraft lets a follower stand for election only after the leader's lease
+/// (`election_timeout_max`) plus a random election timeout, so a dead leader is replaced
+/// 1.5 to 2 s after its last heartbeat.
+fn raft_config() -> Result<openraft::Config> {
+    openraft::Config {
+        cluster_name: "weir".into(),
+        heartbeat_interval: 100,
+        election_timeout_min: 500,
+        election_timeout_max: 1000,
+        install_snapshot_timeout: 2000,
+        ..Default::default()
+    }
+    .validate()
+    .context("raft configuration")
+}
+
+pub async fn serve(opts: ServeOptions) -> Result<()> {
+    anyhow::ensure!(
+        opts.peers.contains_key(&opts.id),
+        "--peer must list this coordinator's own id {}",
+        opts.id
+    );
+    let (log, state) = storage::open(&opts.data_dir)
+        .await
+        .with_context(|| format!("opening raft storage in {}", opts.data_dir.display()))?;
+    let raft = Raft::new(opts.id, Arc::new(raft_config()?), GrpcNetwork, log, state.clone())
+        .await
+        .context("starting raft")?;
+    if opts.init {
+        if raft.is_initialized().await? {
+            tracing::info!(id = opts.id, "already initialized; --init ignored");
+        } else {
+            let members: BTreeMap<NodeId, BasicNode> = opts
+                .peers
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode::new(addr)))
+                .collect();
+            raft.initialize(members).await.context("initializing the cluster")?;
+            tracing::info!(id = opts.id, peers = opts.peers.len(), "cluster initialized");
+        }
+    }
+    tracing::info!(id = opts.id, listen = %opts.listen, "coordinator serving");
+    tonic::transport::Server::builder()
+        .add_service(RaftServiceServer::new(RaftRpcService { raft: raft.clone() }))
+        .add_service(JobServiceServer::new(JobApi {
+            raft: raft.clone(),
+            state,
+            address: opts.peers[&opts.id].clone(),
+        }))
+        .serve_with_shutdown(opts.listen, shutdown_signal())
+        .await
+        .with_context(|| format!("serving on {}", opts.listen))?;
+    raft.shutdown().await.ok();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,114 @@
+//! A cluster of real Weir processes on 127.0.0.1 for tests: coordinators started with
+//! free ports and their own data directories, killed with SIGKILL and restarted with the
+//! same command, all stopped when the sandbox is dropped.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+use crate::binary;
+
+pub struct Coordinator {
+    pub id: u64,
+    pub address: String,
+    data_dir: PathBuf,
+    process: Option<Child>,
+}
+
+pub struct ClusterSandbox {
+    pub dir: tempfile::TempDir,
+    pub coordinators: Vec<Coordinator>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl ClusterSandbox {
+    /// Starts `n` coordinators; the first one initializes the group.
+    pub fn start(n: u64) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let coordinators = (1..=n)
+            .map(|id| Coordinator {
+                id,
+                address: format!("127.0.0.1:{}", free_port()),
+                data_dir: dir.path().join(format!("coordinator-{id}")),
+                process: None,
+            })
+            .collect();
+        let mut sandbox = Self { dir, coordinators };
+        for i in 0..n as usize {
+            sandbox.start_coordinator(i);
+        }
+        sandbox
+    }
+
+    /// Starts coordinator `i` (index, not id) with the command a user would type; the
+    /// same command bootstraps it and restarts it.
+    pub fn start_coordinator(&mut self, i: usize) {
+        let peers: Vec<String> = self
+            .coordinators
+            .iter()
+            .map(|c| format!("{}={}", c.id, c.address))
+            .collect();
+        let c = &mut self.coordinators[i];
+        let log = std::fs::File::create(self.dir.path().join(format!("coordinator-{}.log", c.id))).expect("log file");
+        let mut cmd = Command::new(binary("coordinator"));
+        cmd.arg("serve")
+            .args(["--id", &c.id.to_string(), "--listen", &c.address, "--data-dir"])
+            .arg(&c.data_dir)
+            .env("WEIR_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for p in &peers {
+            cmd.args(["--peer", p]);
+        }
+        if c.id == 1 {
+            cmd.arg("--init");
+        }
+        c.process = Some(cmd.spawn().expect("start coordinator"));
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut p) = self.coordinators[i].process.take() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+
+    pub fn addresses(&self) -> String {
+        self.coordinators
+            .iter()
+            .map(|c| c.address.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn index_of(&self, address: &str) -> Option<usize> {
+        self.coordinators.iter().position(|c| c.address == address)
+    }
+
+    /// Runs `coordinator <args> --coordinators <addresses>`.
+    pub fn cli(&self, args: &[&str], coordinators: &str) -> Output {
+        Command::new(binary("coordinator"))
+            .args(args)
+            .args(["--coordinators", coordinators])
+            .output()
+            .expect("run coordinator cli")
+    }
+
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("coordinator-{id}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for ClusterSandbox {
+    fn drop(&mut self) {
+        for i in 0..self.coordinators.len() {
+            self.kill(i);
+        }
+    }
+}
