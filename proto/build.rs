@@ -7,6 +7,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
     }
     println!("cargo:rerun-if-changed=proto");
-    tonic_prost_build::configure().compile_protos(&["proto/weir_job.proto", "proto/weir_raft.proto"], &["proto"])?;
+    tonic_prost_build::configure().compile_protos(
+        &[
+            "proto/weir_job.proto",
+            "proto/weir_raft.proto",
+            "proto/weir_cluster.proto",
+        ],
+        &["proto"],
+    )?;
     Ok(())
 }

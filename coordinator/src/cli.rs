@@ -45,6 +45,8 @@ pub enum Command {
     Status(JobArgs),
     /// Cancel a job.
     Cancel(JobArgs),
+    /// List the task managers known to the leader.
+    Taskmanagers(ClusterArgs),
 }
 
 #[derive(Args, Debug)]
@@ -152,6 +154,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::List(args) => runtime_run(cluster_cmd::list(args)),
         Command::Status(args) => runtime_run(cluster_cmd::status(args)),
         Command::Cancel(args) => runtime_run(cluster_cmd::cancel(args)),
+        Command::Taskmanagers(args) => runtime_run(cluster_cmd::task_managers(args)),
         Command::Local(args) => {
             let graph = match load(&args.spec) {
                 Ok(g) => g,

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
+use weir_proto::cluster::ListTaskManagersRequest;
+use weir_proto::cluster::task_manager_registry_client::TaskManagerRegistryClient;
 use weir_proto::job::{CancelRequest, GetRequest, JobState, JobStatus, ListRequest, SubmitRequest};
+use weir_taskmanager::leader_client::LeaderClient;
 
 use crate::cli::{ClusterArgs, JobArgs, ServeArgs, SubmitArgs};
 use crate::job_client::JobClient;
@@ -127,6 +130,30 @@ pub async fn cancel(args: JobArgs) -> Result<(), CmdError> {
         })
         .await?;
     println!("{}", describe(&job));
+    Ok(())
+}
+
+pub async fn task_managers(args: ClusterArgs) -> Result<(), CmdError> {
+    let resp = LeaderClient::new(args.coordinators.clone())
+        .map_err(anyhow::Error::from)?
+        .call(|ch| async move {
+            TaskManagerRegistryClient::new(ch)
+                .list_task_managers(ListTaskManagersRequest {})
+                .await
+        })
+        .await
+        .map_err(anyhow::Error::from)?;
+    println!("leader {}", resp.leader);
+    for tm in &resp.task_managers {
+        println!(
+            "{}  {}  slots {}  {}  last heartbeat {} ms ago",
+            tm.task_manager_id,
+            tm.address,
+            tm.slots,
+            if tm.alive { "alive" } else { "lost" },
+            tm.last_heartbeat_ms_ago
+        );
+    }
     Ok(())
 }
 

@@ -17,6 +17,7 @@ pub struct Coordinator {
 pub struct ClusterSandbox {
     pub dir: tempfile::TempDir,
     pub coordinators: Vec<Coordinator>,
+    pub task_managers: Vec<Option<Child>>,
 }
 
 fn free_port() -> u16 {
@@ -38,7 +39,11 @@ impl ClusterSandbox {
                 process: None,
             })
             .collect();
-        let mut sandbox = Self { dir, coordinators };
+        let mut sandbox = Self {
+            dir,
+            coordinators,
+            task_managers: Vec::new(),
+        };
         for i in 0..n as usize {
             sandbox.start_coordinator(i);
         }
@@ -69,6 +74,35 @@ impl ClusterSandbox {
             cmd.arg("--init");
         }
         c.process = Some(cmd.spawn().expect("start coordinator"));
+    }
+
+    /// Starts a task manager with `slots` slots; returns its index and address.
+    pub fn start_task_manager(&mut self, slots: u32) -> (usize, String) {
+        let i = self.task_managers.len();
+        let address = format!("127.0.0.1:{}", free_port());
+        let log = std::fs::File::create(self.dir.path().join(format!("taskmanager-{i}.log"))).expect("log file");
+        let child = Command::new(binary("taskmanager"))
+            .args([
+                "--coordinators",
+                &self.addresses(),
+                "--address",
+                &address,
+                "--slots",
+                &slots.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start task manager");
+        self.task_managers.push(Some(child));
+        (i, address)
+    }
+
+    pub fn kill_task_manager(&mut self, i: usize) {
+        if let Some(mut p) = self.task_managers[i].take() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
     }
 
     /// SIGKILL: no shutdown, no flush.
@@ -107,6 +141,9 @@ impl ClusterSandbox {
 
 impl Drop for ClusterSandbox {
     fn drop(&mut self) {
+        for i in 0..self.task_managers.len() {
+            self.kill_task_manager(i);
+        }
         for i in 0..self.coordinators.len() {
             self.kill(i);
         }

@@ -20,9 +20,8 @@ use weir_proto::job::{
 use crate::raft::cluster_state::{ClusterCommand, CommandOutcome, JobRecord, JobState};
 use crate::raft::state_machine::StateMachineStore;
 use crate::raft::types::{NodeId, Raft};
+use crate::server::not_leader;
 
-/// Metadata key carrying the leader's address on a redirect.
-pub const LEADER_METADATA: &str = "weir-leader";
 const WATCH_POLL: Duration = Duration::from_millis(200);
 
 pub struct JobApi {
@@ -34,16 +33,7 @@ pub struct JobApi {
 
 /// Turns "not the leader" into a redirect, anything else into UNAVAILABLE.
 fn redirect<E: std::error::Error>(err: RaftError<NodeId, E>, leader: Option<String>) -> Status {
-    match leader {
-        Some(addr) => {
-            let mut status = Status::unavailable(format!("not the leader; the leader is {addr}"));
-            if let Ok(v) = addr.parse() {
-                status.metadata_mut().insert(LEADER_METADATA, v);
-            }
-            status
-        }
-        None => Status::unavailable(format!("no leader available: {err}")),
-    }
+    not_leader(leader, &err.to_string())
 }
 
 impl JobApi {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use openraft::BasicNode;
+use weir_proto::cluster::task_manager_registry_server::TaskManagerRegistryServer;
 use weir_proto::job::job_service_server::JobServiceServer;
 use weir_proto::raft::raft_service_server::RaftServiceServer;
 
@@ -20,6 +21,7 @@ use crate::raft::network::{GrpcNetwork, RaftRpcService};
 use crate::raft::storage;
 use crate::raft::types::{NodeId, Raft};
 use crate::server::job_api::JobApi;
+use crate::server::task_manager_registry::Registry;
 
 pub struct ServeOptions {
     pub id: NodeId,
@@ -71,12 +73,18 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
         }
     }
     tracing::info!(id = opts.id, listen = %opts.listen, "coordinator serving");
+    let address = opts.peers[&opts.id].clone();
     tonic::transport::Server::builder()
+        .add_service(TaskManagerRegistryServer::new(Registry::new(
+            raft.clone(),
+            opts.id,
+            address.clone(),
+        )))
         .add_service(RaftServiceServer::new(RaftRpcService { raft: raft.clone() }))
         .add_service(JobServiceServer::new(JobApi {
             raft: raft.clone(),
             state,
-            address: opts.peers[&opts.id].clone(),
+            address,
         }))
         .serve_with_shutdown(opts.listen, shutdown_signal())
         .await
