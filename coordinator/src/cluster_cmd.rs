@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
+use tonic::transport::Channel;
 use weir_proto::cluster::ListTaskManagersRequest;
 use weir_proto::cluster::task_manager_registry_client::TaskManagerRegistryClient;
+use weir_proto::job::job_service_client::JobServiceClient;
 use weir_proto::job::{CancelRequest, GetRequest, JobState, JobStatus, ListRequest, SubmitRequest};
 use weir_taskmanager::leader_client::LeaderClient;
 
@@ -110,25 +112,27 @@ pub async fn list(args: ClusterArgs) -> Result<(), CmdError> {
 }
 
 pub async fn status(args: JobArgs) -> Result<(), CmdError> {
-    let job_id = args.job_id.clone();
-    let job = client(&args.cluster)?
-        .call(|mut cl| {
-            let job_id = job_id.clone();
-            async move { cl.get(GetRequest { job_id }).await }
-        })
-        .await?;
-    println!("{}", describe(&job));
-    Ok(())
+    one_job(
+        args,
+        |mut cl, job_id| async move { cl.get(GetRequest { job_id }).await },
+    )
+    .await
 }
 
 pub async fn cancel(args: JobArgs) -> Result<(), CmdError> {
-    let job_id = args.job_id.clone();
-    let job = client(&args.cluster)?
-        .call(|mut cl| {
-            let job_id = job_id.clone();
-            async move { cl.cancel(CancelRequest { job_id }).await }
-        })
-        .await?;
+    one_job(args, |mut cl, job_id| async move {
+        cl.cancel(CancelRequest { job_id }).await
+    })
+    .await
+}
+
+/// Calls a job API method taking a job id and prints the job it returns.
+async fn one_job<F, Fut>(args: JobArgs, f: F) -> Result<(), CmdError>
+where
+    F: Fn(JobServiceClient<Channel>, String) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<JobStatus>, tonic::Status>>,
+{
+    let job = client(&args.cluster)?.call(|cl| f(cl, args.job_id.clone())).await?;
     println!("{}", describe(&job));
     Ok(())
 }

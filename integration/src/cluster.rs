@@ -121,6 +121,16 @@ impl ClusterSandbox {
             .join(",")
     }
 
+    /// The addresses of every coordinator but `address`, comma separated.
+    pub fn addresses_except(&self, address: &str) -> String {
+        self.coordinators
+            .iter()
+            .filter(|c| c.address != address)
+            .map(|c| c.address.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     pub fn index_of(&self, address: &str) -> Option<usize> {
         self.coordinators.iter().position(|c| c.address == address)
     }

@@ -71,13 +71,8 @@ fn the_group_survives_losing_its_leader_and_a_member_rejoins() {
     let old = cluster.index_of(&leader).unwrap();
     cluster.kill(old);
     let killed_at = Instant::now();
-    let survivors: Vec<String> = cluster
-        .coordinators
-        .iter()
-        .filter(|c| c.address != leader)
-        .map(|c| c.address.clone())
-        .collect();
-    let (new_leader, jobs) = list(&cluster, &survivors.join(","), Duration::from_secs(10));
+    let survivors = cluster.addresses_except(&leader);
+    let (new_leader, jobs) = list(&cluster, &survivors, Duration::from_secs(10));
     let failover = killed_at.elapsed();
     assert_ne!(new_leader, leader);
     assert!(jobs.iter().any(|l| l.starts_with(&job)));
@@ -85,20 +80,15 @@ fn the_group_survives_losing_its_leader_and_a_member_rejoins() {
         failover < Duration::from_secs(3),
         "new leader answered after {failover:?}"
     );
-    let job2 = submit(&cluster, &survivors.join(","));
+    let job2 = submit(&cluster, &survivors);
 
     // Restart the killed member with the same command; then kill the current leader, so
     // that the group has a quorum only if the restarted member rejoined and caught up.
     cluster.start_coordinator(old);
     std::thread::sleep(Duration::from_secs(2));
     cluster.kill(cluster.index_of(&new_leader).unwrap());
-    let remaining: Vec<String> = cluster
-        .coordinators
-        .iter()
-        .filter(|c| c.address != new_leader)
-        .map(|c| c.address.clone())
-        .collect();
-    let (third_leader, jobs) = list(&cluster, &remaining.join(","), Duration::from_secs(10));
+    let remaining = cluster.addresses_except(&new_leader);
+    let (third_leader, jobs) = list(&cluster, &remaining, Duration::from_secs(10));
     assert_ne!(third_leader, new_leader);
     for j in [&job, &job2] {
         assert!(
@@ -109,7 +99,7 @@ fn the_group_survives_losing_its_leader_and_a_member_rejoins() {
 }
 
 #[test]
-fn a_bad_spec_is_refused_by_the_cluster_with_the_field_path() {
+fn the_job_api_refuses_bad_specs_and_cancels_jobs() {
     let cluster = ClusterSandbox::start(3);
     let all = cluster.addresses();
     list(&cluster, &all, Duration::from_secs(20));
@@ -128,5 +118,25 @@ fn a_bad_spec_is_refused_by_the_cluster_with_the_field_path() {
     assert!(
         stderr.contains("operators[0].filter: unknown column 'levle'"),
         "{stderr}"
+    );
+
+    let job = submit(&cluster, &all);
+    let status = cluster.cli(&["status", &job], &all);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("Scheduling"),
+        "{status:?}"
+    );
+    let cancel = cluster.cli(&["cancel", &job], &all);
+    assert!(cancel.status.success(), "{cancel:?}");
+    let status = cluster.cli(&["status", &job], &all);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("Cancelled"),
+        "{status:?}"
+    );
+    let missing = cluster.cli(&["status", "no-such-job"], &all);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no job 'no-such-job'"),
+        "{missing:?}"
     );
 }

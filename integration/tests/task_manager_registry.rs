@@ -57,19 +57,14 @@ fn task_managers_follow_the_leader_and_lost_ones_are_reported() {
     assert!(tms.iter().any(|l| l.contains(&a) && l.contains("slots 2")), "{tms:?}");
 
     cluster.kill(cluster.index_of(&leader).unwrap());
-    let survivors: Vec<String> = cluster
-        .coordinators
-        .iter()
-        .filter(|c| c.address != leader)
-        .map(|c| c.address.clone())
-        .collect();
-    let (new_leader, _) = wait_for(&cluster, &survivors.join(","), Duration::from_secs(10), |l, tms| {
+    let survivors = cluster.addresses_except(&leader);
+    let (new_leader, _) = wait_for(&cluster, &survivors, Duration::from_secs(10), |l, tms| {
         l != leader && alive(tms, &a) && alive(tms, &b)
     });
     assert_ne!(new_leader, leader);
 
     cluster.kill_task_manager(b_index);
-    let (_, tms) = wait_for(&cluster, &survivors.join(","), Duration::from_secs(10), |_, tms| {
+    let (_, tms) = wait_for(&cluster, &survivors, Duration::from_secs(10), |_, tms| {
         tms.iter().any(|l| l.contains(&b) && l.contains(" lost "))
     });
     assert!(alive(&tms, &a), "{tms:?}");
