@@ -128,10 +128,6 @@ impl JobGraph {
         &self.vertices[id.0]
     }
 
-    pub fn consumers(&self, id: VertexId) -> impl Iterator<Item = &Edge> {
-        self.edges.iter().filter(move |e| e.from == id)
-    }
-
     pub fn task_of(&self, v: VertexId) -> &Task {
         self.tasks
             .iter()

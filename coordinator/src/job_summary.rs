@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Serialize;
 use weir_taskmanager::runtime::sink::SinkReport;
@@ -58,10 +57,6 @@ pub struct JobSummary {
 }
 
 impl JobSummary {
-    pub fn duration(&self) -> Duration {
-        Duration::from_secs_f64(self.seconds)
-    }
-
     pub fn render(&self) -> String {
         let mut s = String::new();
         let rate = |n: u64| {

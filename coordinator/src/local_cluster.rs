@@ -3,6 +3,7 @@
 //! only the transport between coordinator and task managers is a function call.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
@@ -14,7 +15,7 @@ use weir_taskmanager::runtime::job_deployment::{JobContext, deploy};
 use weir_taskmanager::runtime::sink::SinkReport;
 use weir_taskmanager::runtime::slot_pool::SlotPool;
 use weir_taskmanager::runtime::subtask_actor::{Cancel, SubtaskDone};
-use weir_taskmanager::runtime::subtask_metrics::JobMetrics;
+use weir_taskmanager::runtime::subtask_metrics::{JobMetrics, SubtaskMetrics};
 
 use crate::config::LocalConfig;
 use crate::job_summary::{JobSummary, SinkSummary};
@@ -187,17 +188,14 @@ fn summarize(
         };
         sinks.push(SinkSummary::new(v.name.clone(), path, report));
     }
-    let sum_over =
-        |pred: fn(&VertexKind) -> bool,
-         f: fn(&weir_taskmanager::runtime::subtask_metrics::SubtaskMetrics) -> &std::sync::atomic::AtomicU64|
-         -> u64 {
-            graph
-                .vertices
-                .iter()
-                .filter(|v| pred(&v.kind))
-                .map(|v| metrics.sum(v.id.0, f))
-                .sum()
-        };
+    let sum_over = |pred: fn(&VertexKind) -> bool, f: fn(&SubtaskMetrics) -> &AtomicU64| -> u64 {
+        graph
+            .vertices
+            .iter()
+            .filter(|v| pred(&v.kind))
+            .map(|v| metrics.sum(v.id.0, f))
+            .sum()
+    };
     JobSummary {
         job: graph.name.clone(),
         seconds: elapsed.as_secs_f64(),

@@ -23,20 +23,17 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(graph: &JobGraph) -> Self {
-        let of = |want_source: bool| {
+        let of = |want: fn(&VertexKind) -> bool| -> Vec<usize> {
             graph
                 .vertices
                 .iter()
-                .filter(|v| {
-                    matches!(v.kind, VertexKind::Source { .. }) == want_source
-                        && (want_source || matches!(v.kind, VertexKind::Sink(_)))
-                })
+                .filter(|v| want(&v.kind))
                 .map(|v| v.id.0)
-                .collect::<Vec<usize>>()
+                .collect()
         };
         Self {
-            sources: of(true),
-            sinks: of(false),
+            sources: of(|k| matches!(k, VertexKind::Source { .. })),
+            sinks: of(|k| matches!(k, VertexKind::Sink(_))),
             started: Instant::now(),
             last: None,
             tty: std::io::stderr().is_terminal(),

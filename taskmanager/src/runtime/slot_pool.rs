@@ -14,14 +14,6 @@ impl SlotPool {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.arbiters.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.arbiters.is_empty()
-    }
-
     pub fn slot(&self, i: usize) -> ArbiterHandle {
         self.arbiters[i].handle()
     }

@@ -31,7 +31,8 @@ pub enum FileCommand {
 
 #[derive(Default)]
 pub struct FileIo {
-    open: HashMap<u64, File>,
+    /// Open files with their (in-progress) paths, for error messages.
+    open: HashMap<u64, (File, PathBuf)>,
 }
 
 impl FileIo {
@@ -42,15 +43,15 @@ impl FileIo {
                     fs::create_dir_all(dir).map_err(|e| TaskError::io("creating partition directory", dir, e))?;
                 }
                 let f = File::create(&path).map_err(|e| TaskError::io("creating part file", &path, e))?;
-                self.open.insert(id, f);
+                self.open.insert(id, (f, path));
             }
             FileCommand::Append { id, data } => {
-                let f = self.open.get_mut(&id).ok_or_else(|| unknown(id))?;
+                let (f, path) = self.open.get_mut(&id).ok_or_else(|| unknown(id))?;
                 f.write_all(&data)
-                    .map_err(|e| TaskError::io("writing part file", format!("file #{id}"), e))?;
+                    .map_err(|e| TaskError::io("writing part file", path.as_path(), e))?;
             }
             FileCommand::Publish { id, from, to } => {
-                let f = self.open.remove(&id).ok_or_else(|| unknown(id))?;
+                let (f, _) = self.open.remove(&id).ok_or_else(|| unknown(id))?;
                 f.sync_all().map_err(|e| TaskError::io("syncing part file", &from, e))?;
                 drop(f);
                 fs::rename(&from, &to).map_err(|e| TaskError::io("publishing part file", &from, e))?;

@@ -146,8 +146,8 @@ impl PartitionedWriter {
         for (bucket, idx) in rows {
             let part =
                 take_record_batch(batch, &UInt32Array::from(idx)).map_err(|e| TaskError::arrow("parquet sink", e))?;
-            let part_ts = event_times(&part, self.event_time_column).to_vec();
-            self.write_bucket(bucket, &part, &part_ts)?;
+            let part_ts = event_times(&part, self.event_time_column);
+            self.write_bucket(bucket, &part, part_ts)?;
         }
         Ok(())
     }
