@@ -29,7 +29,7 @@ for id in 1 2 3; do
   pids+=($!)
 done
 for tm in 1 2; do
-  "$BIN/taskmanager" --coordinators "$COORDINATORS" --address "127.0.0.1:720$tm" --slots 2 \
+  "$BIN/taskmanager" --coordinators "$COORDINATORS" --address "127.0.0.1:720$tm" --slots 2 --work-dir "$DIR/taskmanager-$tm" \
     2>>"$DIR/taskmanager-$tm.log" &
   pids+=($!)
 done

@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "proto/weir_job.proto",
             "proto/weir_raft.proto",
             "proto/weir_cluster.proto",
+            "proto/weir_taskmanager.proto",
         ],
         &["proto"],
     )?;

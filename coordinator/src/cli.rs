@@ -67,6 +67,13 @@ pub struct ServeArgs {
     /// member already has Raft state).
     #[arg(long)]
     pub init: bool,
+    /// How many times a failed job is restarted before it is marked FAILED.
+    #[arg(long, env = "WEIR_MAX_RESTARTS", default_value_t = 10)]
+    pub max_restarts: u32,
+    /// Back-off before the first restart of a failed job; it doubles with each further
+    /// failure, up to 30 s.
+    #[arg(long, env = "WEIR_RESTART_BACKOFF_MS", default_value_t = 500)]
+    pub restart_backoff_ms: u64,
 }
 
 #[derive(Args, Debug)]

@@ -6,14 +6,16 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use tonic::transport::Channel;
+use weir_common::event_time::{WATERMARK_MAX, WATERMARK_MIN};
 use weir_proto::cluster::ListTaskManagersRequest;
 use weir_proto::cluster::task_manager_registry_client::TaskManagerRegistryClient;
 use weir_proto::job::job_service_client::JobServiceClient;
-use weir_proto::job::{CancelRequest, GetRequest, JobState, JobStatus, ListRequest, SubmitRequest};
+use weir_proto::job::{CancelRequest, GetRequest, JobState, JobStatus, ListRequest, SubmitRequest, VertexStatus};
 use weir_taskmanager::leader_client::LeaderClient;
 
 use crate::cli::{ClusterArgs, JobArgs, ServeArgs, SubmitArgs};
 use crate::job_client::JobClient;
+use crate::server::job_supervisor::RestartPolicy;
 use crate::server::serve::{ServeOptions, serve as run_server};
 
 pub enum CmdError {
@@ -45,6 +47,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), CmdError> {
         data_dir: args.data_dir,
         peers,
         init: args.init,
+        restart: RestartPolicy {
+            max_restarts: args.max_restarts,
+            initial_backoff: Duration::from_millis(args.restart_backoff_ms),
+            ..RestartPolicy::default()
+        },
     })
     .await
     .map_err(CmdError::Failed)
@@ -83,7 +90,7 @@ pub async fn submit(args: SubmitArgs) -> Result<(), CmdError> {
                     async move { cl.get(GetRequest { job_id }).await }
                 })
                 .await?;
-            eprintln!("{}", describe(&status));
+            eprintln!("{}", progress_line(&status));
             match status.state() {
                 JobState::Finished => return Ok(()),
                 JobState::Failed | JobState::Cancelled => {
@@ -134,6 +141,9 @@ where
 {
     let job = client(&args.cluster)?.call(|cl| f(cl, args.job_id.clone())).await?;
     println!("{}", describe(&job));
+    for v in &job.vertices {
+        println!("{}", describe_vertex(v));
+    }
     Ok(())
 }
 
@@ -159,6 +169,44 @@ pub async fn task_managers(args: ClusterArgs) -> Result<(), CmdError> {
         );
     }
     Ok(())
+}
+
+/// One vertex of `status`: counters, watermark and where each subtask runs.
+fn describe_vertex(v: &VertexStatus) -> String {
+    let watermark = if v.watermark == WATERMARK_MIN {
+        "-".to_string()
+    } else if v.watermark == WATERMARK_MAX {
+        "end".to_string()
+    } else {
+        chrono::DateTime::from_timestamp_millis(v.watermark)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+            .unwrap_or_else(|| v.watermark.to_string())
+    };
+    let placed: Vec<String> = v
+        .task_managers
+        .iter()
+        .enumerate()
+        .map(|(i, tm)| format!("{i}@{}", if tm.is_empty() { "?" } else { tm }))
+        .collect();
+    format!(
+        "  {:<16} p={:<3} in {:>12}  out {:>12}  watermark {}  subtasks {}",
+        v.name,
+        v.parallelism,
+        v.records_in,
+        v.records_out,
+        watermark,
+        placed.join(" ")
+    )
+}
+
+/// The line `submit --wait` prints every second.
+fn progress_line(job: &JobStatus) -> String {
+    let read: u64 = job.vertices.first().map(|v| v.records_in).unwrap_or(0);
+    let mut s = describe(job);
+    if !job.vertices.is_empty() {
+        s.push_str(&format!("  records read {read}"));
+    }
+    s
 }
 
 fn describe(job: &JobStatus) -> String {

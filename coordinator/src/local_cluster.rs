@@ -11,7 +11,7 @@ use weir_common::JobGraph;
 use weir_common::graph::{SinkConnector, VertexKind};
 use weir_taskmanager::TaskError;
 use weir_taskmanager::dead_letter::DeadLetterWriter;
-use weir_taskmanager::runtime::job_deployment::{JobContext, deploy};
+use weir_taskmanager::runtime::job_deployment::{JobContext, SubtaskLocation, deploy};
 use weir_taskmanager::runtime::sink::SinkReport;
 use weir_taskmanager::runtime::slot_pool::SlotPool;
 use weir_taskmanager::runtime::subtask_actor::{Cancel, SubtaskDone};
@@ -69,27 +69,30 @@ pub fn run_local(graph: JobGraph, config: &LocalConfig) -> Result<JobSummary, Lo
 async fn run_job(graph: &JobGraph, config: &LocalConfig, task_managers: &[SlotPool]) -> Result<JobSummary, LocalError> {
     let job = graph.name.clone();
     let started = Instant::now();
-    let run_id = run_id();
+    let job_id = format!("{}-{}", sanitize(&job), run_stamp());
     let dead_dir = graph
         .dead_letter_path
         .as_ref()
         .map(PathBuf::from)
         .unwrap_or_else(|| config.work_dir.join("dead-letter"));
-    let (dead_letters, dead_writer) = DeadLetterWriter::start(&dead_dir, &format!("{}-{run_id}.jsonl", sanitize(&job)));
+    let (dead_letters, dead_writer) = DeadLetterWriter::start(&dead_dir, &format!("{job_id}.jsonl"));
     let metrics = JobMetrics::new(graph.vertices.iter().map(|v| v.parallelism));
     let subtasks: usize = graph.tasks.iter().map(|t| t.parallelism as usize).sum();
     let (done_tx, mut done_rx) = mpsc::channel::<SubtaskDone>(subtasks);
     let ctx = JobContext {
-        run_id,
+        run_id: JobContext::run_id(&job_id, 0),
+        job_id,
+        attempt: 0,
         dead_letters,
         metrics: metrics.clone(),
         done: done_tx,
         channel_capacity: config.channel_capacity,
+        exchange: None,
     };
     let tm_count = task_managers.len();
     let placement = |_task: usize, subtask: u32| {
         let at = place(subtask, tm_count);
-        task_managers[at.task_manager].slot(at.slot)
+        SubtaskLocation::Local(task_managers[at.task_manager].slot(at.slot))
     };
     let actors = deploy(graph, &placement, &ctx).map_err(|source| LocalError::Deploy {
         job: job.clone(),
@@ -208,8 +211,8 @@ fn summarize(
     }
 }
 
-/// A run id that sorts by start time and differs between runs of the same job.
-fn run_id() -> String {
+/// Sorts by start time and differs between runs of the same job.
+fn run_stamp() -> String {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())

@@ -29,6 +29,9 @@ pub enum TaskError {
     Disconnected(String),
     #[error("{vertex}: {message}")]
     Invalid { vertex: String, message: String },
+    /// A network channel between task managers failed (peer gone, bad frame).
+    #[error("exchange channel {channel}: {message}")]
+    Exchange { channel: String, message: String },
 }
 
 impl TaskError {

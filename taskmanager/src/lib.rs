@@ -5,9 +5,11 @@
 pub mod connectors;
 pub mod dead_letter;
 pub mod error;
+pub mod exchange;
 pub mod formats;
 pub mod leader_client;
 pub mod operators;
 pub mod runtime;
+pub mod worker;
 
 pub use error::TaskError;

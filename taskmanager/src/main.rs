@@ -1,16 +1,29 @@
 //! The `taskmanager` binary: offers its slots to the coordinator group by heartbeating the
-//! leader (the first heartbeat registers it), following the leader across failovers.
+//! leader (the first heartbeat registers it, and it follows the leader across failovers),
+//! runs the subtasks the leader deploys on it as actix actors, one arbiter per slot, and
+//! serves deployments and the data exchange with other task managers over gRPC.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
+use anyhow::Context;
 use clap::Parser;
-use weir_proto::cluster::HeartbeatRequest;
-use weir_proto::cluster::task_manager_registry_client::TaskManagerRegistryClient;
+use weir_proto::taskmanager::task_manager_service_server::TaskManagerServiceServer;
+use weir_taskmanager::exchange::inbound_channels::InboundChannels;
+use weir_taskmanager::exchange::{KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT};
 use weir_taskmanager::leader_client::LeaderClient;
+use weir_taskmanager::runtime::job_deployment::Exchange;
+use weir_taskmanager::runtime::slot_pool::SlotPool;
+use weir_taskmanager::worker::deployed_jobs::DeployedJobs;
+use weir_taskmanager::worker::heartbeat::Heartbeat;
+use weir_taskmanager::worker::task_manager_service::TaskManagerApi;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Exchange frames carry one batch each; generous, since credits bound the memory anyway.
+const MAX_FRAME_BYTES: usize = 256 << 20;
 
 #[derive(Parser, Debug)]
 #[command(name = "taskmanager", version, about = "Weir task manager: runs operator subtasks")]
@@ -21,12 +34,18 @@ struct Args {
     /// Address this task manager is reached at (deployments and data exchange).
     #[arg(long, env = "WEIR_TM_ADDRESS")]
     address: String,
+    /// Address to listen on (default: --address).
+    #[arg(long, env = "WEIR_TM_LISTEN")]
+    listen: Option<SocketAddr>,
     /// Slots offered: how many parallel subtask pipelines it runs.
     #[arg(long, env = "WEIR_SLOTS", default_value_t = 2)]
     slots: u32,
     /// Stable id (default: the address).
     #[arg(long, env = "WEIR_TM_ID")]
     id: Option<String>,
+    /// Where jobs without a dead-letter path of their own write their dead letters.
+    #[arg(long, env = "WEIR_TM_WORK_DIR", default_value = "weir-taskmanager")]
+    work_dir: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -51,37 +70,63 @@ fn main() -> ExitCode {
     }
 }
 
+/// Starts the actix system on a thread of its own, with one arbiter per slot.
+fn start_slots(slots: u32) -> anyhow::Result<Vec<actix::ArbiterHandle>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("actix-system".into())
+        .spawn(move || {
+            let system = actix_rt::System::new();
+            let pool = SlotPool::new(slots as usize);
+            let _ = tx.send((0..slots as usize).map(|i| pool.slot(i)).collect());
+            system.run()
+        })
+        .context("starting the actor system")?;
+    rx.recv().context("the actor system did not start")
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(args.slots > 0, "--slots must be at least 1");
     let id = args.id.clone().unwrap_or_else(|| args.address.clone());
-    let mut leader = LeaderClient::new(args.coordinators.clone())?;
-    let mut interval = Duration::from_millis(500);
-    let mut registered = false;
-    loop {
-        let req = HeartbeatRequest {
-            task_manager_id: id.clone(),
-            address: args.address.clone(),
-            slots: args.slots,
-        };
-        let sent = tokio::select! {
-            r = leader.call(|ch| {
-                let req = req.clone();
-                async move { TaskManagerRegistryClient::new(ch).heartbeat(req).await }
-            }) => r,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-        };
-        match sent {
-            Ok(resp) => {
-                if !registered {
-                    tracing::info!(task_manager = %id, slots = args.slots, "registered with the coordinator leader");
-                    registered = true;
-                }
-                interval = Duration::from_millis(resp.interval_ms.max(50));
-            }
-            Err(e) => {
-                tracing::warn!(task_manager = %id, error = %e, "heartbeat not delivered; retrying");
-                registered = false;
-            }
-        }
-        tokio::time::sleep(interval).await;
+    let listen = match args.listen {
+        Some(l) => l,
+        None => args
+            .address
+            .parse()
+            .with_context(|| format!("--address {} is not IP:PORT; give --listen", args.address))?,
+    };
+    let exchange = Exchange {
+        inbound: InboundChannels::default(),
+        runtime: tokio::runtime::Handle::current(),
+    };
+    let jobs = DeployedJobs::new(id.clone(), start_slots(args.slots)?, exchange, args.work_dir.clone());
+    let api = TaskManagerServiceServer::new(TaskManagerApi { jobs: jobs.clone() })
+        .max_decoding_message_size(MAX_FRAME_BYTES)
+        .max_encoding_message_size(MAX_FRAME_BYTES);
+    let server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(KEEP_ALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEP_ALIVE_TIMEOUT))
+        .add_service(api)
+        .serve_with_shutdown(listen, shutdown_signal());
+    let heartbeat = Heartbeat {
+        task_manager_id: id.clone(),
+        address: args.address.clone(),
+        slots: args.slots,
+        jobs,
+    };
+    tracing::info!(task_manager = %id, listen = %listen, slots = args.slots, "task manager serving");
+    tokio::select! {
+        served = server => served.with_context(|| format!("serving on {listen}"))?,
+        beat = heartbeat.run(LeaderClient::new(args.coordinators.clone())?) => beat?,
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }

@@ -20,6 +20,7 @@ use weir_proto::job::{
 use crate::raft::cluster_state::{ClusterCommand, CommandOutcome, JobRecord, JobState};
 use crate::raft::state_machine::StateMachineStore;
 use crate::raft::types::{NodeId, Raft};
+use crate::server::job_supervisor::SupervisorHandle;
 use crate::server::not_leader;
 
 const WATCH_POLL: Duration = Duration::from_millis(200);
@@ -29,6 +30,7 @@ pub struct JobApi {
     pub state: StateMachineStore,
     /// This coordinator's address, as its peers know it.
     pub address: String,
+    pub supervisor: SupervisorHandle,
 }
 
 /// Turns "not the leader" into a redirect, anything else into UNAVAILABLE.
@@ -67,10 +69,14 @@ impl JobApi {
         }
     }
 
+    /// The job's record with the live per-vertex view the supervisor keeps.
     fn job(&self, job_id: &str) -> Result<JobStatus, Status> {
-        self.state
+        let mut status = self
+            .state
             .read(|d| d.cluster.jobs.get(job_id).map(to_wire))
-            .ok_or_else(|| Status::not_found(format!("no job '{job_id}'")))
+            .ok_or_else(|| Status::not_found(format!("no job '{job_id}'")))?;
+        status.vertices = self.supervisor.vertices(job_id);
+        Ok(status)
     }
 }
 
@@ -134,6 +140,7 @@ impl JobService for JobApi {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
+        self.supervisor.claim(&job_id);
         self.write(ClusterCommand::SubmitJob {
             job_id: job_id.clone(),
             name: spec.name.clone(),

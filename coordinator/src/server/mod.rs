@@ -2,6 +2,7 @@
 //! API on one gRPC port.
 
 pub mod job_api;
+pub mod job_supervisor;
 pub mod serve;
 pub mod task_manager_registry;
 

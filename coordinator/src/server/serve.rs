@@ -21,6 +21,7 @@ use crate::raft::network::{GrpcNetwork, RaftRpcService};
 use crate::raft::storage;
 use crate::raft::types::{NodeId, Raft};
 use crate::server::job_api::JobApi;
+use crate::server::job_supervisor::{JobSupervisor, RestartPolicy, SupervisorHandle};
 use crate::server::task_manager_registry::Registry;
 
 pub struct ServeOptions {
@@ -29,6 +30,7 @@ pub struct ServeOptions {
     pub data_dir: PathBuf,
     pub peers: BTreeMap<NodeId, String>,
     pub init: bool,
+    pub restart: RestartPolicy,
 }
 
 /// Raft timing. openraft lets a follower stand for election only after the leader's lease
@@ -74,21 +76,31 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
     }
     tracing::info!(id = opts.id, listen = %opts.listen, "coordinator serving");
     let address = opts.peers[&opts.id].clone();
-    tonic::transport::Server::builder()
-        .add_service(TaskManagerRegistryServer::new(Registry::new(
+    let registry = Registry::new(raft.clone(), opts.id, address.clone());
+    let supervisor = SupervisorHandle::default();
+    let supervising = tokio::spawn(
+        JobSupervisor::new(
             raft.clone(),
-            opts.id,
-            address.clone(),
-        )))
+            state.clone(),
+            registry.clone(),
+            opts.restart,
+            supervisor.clone(),
+        )
+        .run(),
+    );
+    tonic::transport::Server::builder()
+        .add_service(TaskManagerRegistryServer::new(registry))
         .add_service(RaftServiceServer::new(RaftRpcService { raft: raft.clone() }))
         .add_service(JobServiceServer::new(JobApi {
             raft: raft.clone(),
             state,
             address,
+            supervisor,
         }))
         .serve_with_shutdown(opts.listen, shutdown_signal())
         .await
         .with_context(|| format!("serving on {}", opts.listen))?;
+    supervising.abort();
     raft.shutdown().await.ok();
     Ok(())
 }

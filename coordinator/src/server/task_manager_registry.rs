@@ -1,7 +1,8 @@
 //! The leader's registry of task managers: soft state filled by their heartbeats (the
 //! first heartbeat registers). It is not replicated: after a failover the new leader knows
 //! every live task manager again within one heartbeat interval, because each one follows
-//! the refusal of the old address to the new leader.
+//! the refusal of the old address to the new leader. Heartbeats also carry the state and
+//! counters of every subtask a task manager runs; the job supervisor reads them here.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -10,7 +11,8 @@ use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 use weir_proto::cluster::task_manager_registry_server::TaskManagerRegistry;
 use weir_proto::cluster::{
-    HeartbeatRequest, HeartbeatResponse, ListTaskManagersRequest, ListTaskManagersResponse, TaskManagerInfo,
+    HeartbeatRequest, HeartbeatResponse, ListTaskManagersRequest, ListTaskManagersResponse, SubtaskReport,
+    TaskManagerInfo,
 };
 
 use crate::raft::types::{NodeId, Raft};
@@ -24,6 +26,23 @@ struct Registered {
     address: String,
     slots: u32,
     last_heartbeat: Instant,
+    subtasks: Vec<SubtaskReport>,
+    /// Set when the leader failed to reach it; it counts as lost until it heartbeats again.
+    suspected_since: Option<Instant>,
+}
+
+impl Registered {
+    fn alive(&self) -> bool {
+        self.last_heartbeat.elapsed() < LOST_AFTER && self.suspected_since.is_none_or(|t| self.last_heartbeat > t)
+    }
+}
+
+/// A task manager that heartbeats.
+#[derive(Debug, Clone)]
+pub struct LiveTaskManager {
+    pub id: String,
+    pub address: String,
+    pub slots: u32,
 }
 
 #[derive(Clone)]
@@ -42,6 +61,55 @@ impl Registry {
             address,
             task_managers: Arc::default(),
         }
+    }
+
+    /// Live task managers, by id.
+    pub fn live(&self) -> Vec<LiveTaskManager> {
+        let tms = self.task_managers.lock().expect("registry lock");
+        tms.iter()
+            .filter(|(_, r)| r.alive())
+            .map(|(id, r)| LiveTaskManager {
+                id: id.clone(),
+                address: r.address.clone(),
+                slots: r.slots,
+            })
+            .collect()
+    }
+
+    pub fn is_alive(&self, id: &str) -> bool {
+        let tms = self.task_managers.lock().expect("registry lock");
+        tms.get(id).is_some_and(Registered::alive)
+    }
+
+    /// The leader could not reach task manager `id`: no new work goes there until it
+    /// heartbeats again (so a dead one is not chosen again before it is declared lost).
+    pub fn suspect(&self, id: &str) {
+        if let Some(r) = self.task_managers.lock().expect("registry lock").get_mut(id) {
+            r.suspected_since = Some(Instant::now());
+        }
+    }
+
+    /// The latest reports of the subtasks of one job attempt, with the reporting task
+    /// manager's id.
+    pub fn reports(&self, job_id: &str, attempt: u32) -> Vec<(String, SubtaskReport)> {
+        let tms = self.task_managers.lock().expect("registry lock");
+        tms.iter()
+            .flat_map(|(id, r)| {
+                r.subtasks
+                    .iter()
+                    .filter(|s| s.job_id == job_id && s.attempt == attempt)
+                    .map(move |s| (id.clone(), s.clone()))
+            })
+            .collect()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    /// Forgets every task manager (a coordinator that lost the leadership).
+    pub fn clear(&self) {
+        self.task_managers.lock().expect("registry lock").clear();
     }
 
     /// Ok when this coordinator leads; otherwise the redirect to the leader. Soft state
@@ -81,6 +149,8 @@ impl TaskManagerRegistry for Registry {
                 address: req.address.clone(),
                 slots: req.slots,
                 last_heartbeat: Instant::now(),
+                subtasks: req.subtasks,
+                suspected_since: None,
             },
         );
         if !known {
@@ -107,7 +177,7 @@ impl TaskManagerRegistry for Registry {
                     address: r.address.clone(),
                     slots: r.slots,
                     last_heartbeat_ms_ago: age.as_millis() as u64,
-                    alive: age < LOST_AFTER,
+                    alive: r.alive(),
                 }
             })
             .collect();

@@ -44,11 +44,7 @@ pub fn build_sink(vertex: &Vertex, subtask: u32, ctx: &JobContext) -> Result<Box
     let metrics = ctx.metrics.get(vertex.id.0, subtask);
     Ok(match connector {
         SinkConnector::Parquet(spec) => Box::new(filesystem::parquet_sink::ParquetSink::start(
-            vertex,
-            spec,
-            subtask,
-            &ctx.run_id,
-            metrics,
+            vertex, spec, subtask, ctx, metrics,
         )?),
         SinkConnector::Blackhole(spec) => Box::new(blackhole::BlackholeSink::new(vertex, spec, metrics)?),
     })

@@ -1,6 +1,9 @@
 //! The input side of a subtask: one bounded channel per upstream subtask, polled fairly.
 //! The gate turns per-channel watermarks into the subtask's watermark (the minimum over
-//! channels still open) and reports end of stream once every channel has ended.
+//! channels still open) and reports end of stream once every channel has ended. A channel
+//! that closes without an end-of-stream event means its producer failed (or, across the
+//! network, its task manager was lost): the gate fails rather than finish with part of
+//! the input.
 
 use std::future::poll_fn;
 use std::task::Poll;
@@ -8,6 +11,7 @@ use std::task::Poll;
 use tokio::sync::mpsc;
 use weir_common::event_time::{WATERMARK_MAX, WATERMARK_MIN};
 
+use crate::error::TaskError;
 use crate::runtime::stream_event::StreamEvent;
 
 pub struct InputGate {
@@ -34,22 +38,25 @@ impl InputGate {
 
     /// The next events for the chain: a batch, an advanced watermark, or the end.
     /// Returns an empty vector when the gate has finished.
-    pub async fn next(&mut self) -> Vec<StreamEvent> {
+    pub async fn next(&mut self) -> Result<Vec<StreamEvent>, TaskError> {
         loop {
             if self.finished {
-                return Vec::new();
+                return Ok(Vec::new());
             }
             let (channel, event) = self.recv_any().await;
             match event {
-                Some(StreamEvent::Data(batch)) => return vec![StreamEvent::Data(batch)],
+                Some(StreamEvent::Data(batch)) => return Ok(vec![StreamEvent::Data(batch)]),
                 Some(StreamEvent::Watermark(wm)) => {
                     self.watermarks[channel] = self.watermarks[channel].max(wm);
                 }
-                // A dropped sender without EndOfStream is an upstream failure; the job
-                // fails through that subtask's report, so here it simply ends the channel.
-                Some(StreamEvent::EndOfStream) | None => {
+                Some(StreamEvent::EndOfStream) => {
                     self.ended[channel] = true;
                     self.watermarks[channel] = WATERMARK_MAX;
+                }
+                None => {
+                    return Err(TaskError::Disconnected(format!(
+                        "input channel {channel} (closed before its end of stream)"
+                    )));
                 }
             }
             let mut out = Vec::new();
@@ -63,7 +70,7 @@ impl InputGate {
                 out.push(StreamEvent::EndOfStream);
             }
             if !out.is_empty() {
-                return out;
+                return Ok(out);
             }
         }
     }
@@ -98,13 +105,13 @@ mod tests {
         let mut gate = InputGate::new(vec![rx0, rx1]);
         tx0.send(StreamEvent::Watermark(100)).await.unwrap();
         tx1.send(StreamEvent::Watermark(50)).await.unwrap();
-        let ev = gate.next().await;
+        let ev = gate.next().await.unwrap();
         assert!(matches!(ev[..], [StreamEvent::Watermark(50)]), "{ev:?}");
         tx1.send(StreamEvent::EndOfStream).await.unwrap();
-        let ev = gate.next().await;
+        let ev = gate.next().await.unwrap();
         assert!(matches!(ev[..], [StreamEvent::Watermark(100)]), "{ev:?}");
         tx0.send(StreamEvent::EndOfStream).await.unwrap();
-        let ev = gate.next().await;
+        let ev = gate.next().await.unwrap();
         assert!(
             matches!(
                 ev[..],
@@ -112,6 +119,26 @@ mod tests {
             ),
             "{ev:?}"
         );
-        assert!(gate.next().await.is_empty());
+        assert!(gate.next().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_channel_closed_without_its_end_fails_the_gate() {
+        let (tx0, rx0) = mpsc::channel(8);
+        let (tx1, rx1) = mpsc::channel(8);
+        let mut gate = InputGate::new(vec![rx0, rx1]);
+        tx0.send(StreamEvent::EndOfStream).await.unwrap();
+        drop(tx1);
+        let mut result = Ok(Vec::new());
+        for _ in 0..2 {
+            result = gate.next().await;
+            if result.is_err() {
+                break;
+            }
+        }
+        assert!(
+            result.is_err(),
+            "a vanished producer must not look like the end: {result:?}"
+        );
     }
 }

@@ -1,6 +1,10 @@
 //! Turns a validated job graph into running subtasks: creates the bounded channel for
 //! every producer/consumer subtask pair of every edge between tasks, builds each subtask's
 //! input, operator chain and tail, and starts it as an actor on the slot it was placed on.
+//!
+//! A task manager deploys only the subtasks placed on it. A channel between two of them is
+//! an in-process queue; a channel to a subtask elsewhere is a network channel (the producer
+//! side connects, the consumer side registers itself for the producer to find).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,12 +16,15 @@ use weir_common::graph::{EdgePartitioning, JobGraph, VertexKind};
 use crate::connectors::{build_sink, build_source};
 use crate::dead_letter::DeadLetterQueue;
 use crate::error::TaskError;
+use crate::exchange::channel_key::ChannelKey;
+use crate::exchange::inbound_channels::InboundChannels;
+use crate::exchange::remote_sender::RemoteSender;
 use crate::formats::json_decoder::JsonDecoder;
 use crate::operators::build_operator;
 use crate::runtime::input_gate::InputGate;
 use crate::runtime::key_partitioner::KeyPartitioner;
 use crate::runtime::operator_chain::{ChainedOperator, OperatorChain};
-use crate::runtime::output_gate::{OutputEdge, OutputGate, Routing};
+use crate::runtime::output_gate::{ChannelSender, OutputEdge, OutputGate, Routing};
 use crate::runtime::source_driver::SourceDriver;
 use crate::runtime::stream_event::StreamEvent;
 use crate::runtime::subtask_actor::{ChainTail, SubtaskActor, SubtaskDone, SubtaskId, SubtaskIo, TaskInput};
@@ -30,27 +37,71 @@ pub const DEFAULT_CHANNEL_CAPACITY: usize = 4;
 /// What every subtask of one job run shares.
 #[derive(Clone)]
 pub struct JobContext {
-    /// Distinguishes this run's files from earlier runs' (part names, dead letters).
+    /// `<job id>.<attempt>`: names this attempt's files (part names, dead letters) so that a
+    /// later attempt can tell them apart.
     pub run_id: String,
+    pub job_id: String,
+    pub attempt: u32,
     pub dead_letters: DeadLetterQueue,
     pub metrics: JobMetrics,
     pub done: mpsc::Sender<SubtaskDone>,
     pub channel_capacity: usize,
+    /// The network side; `None` when every subtask is local (`coordinator local`).
+    pub exchange: Option<Exchange>,
 }
 
-/// Deploys every subtask of `graph`; `place(task, subtask)` says on which slot.
+impl JobContext {
+    pub fn run_id(job_id: &str, attempt: u32) -> String {
+        format!("{job_id}.{attempt}")
+    }
+}
+
+/// What a task manager needs to connect channels to other task managers.
+#[derive(Clone)]
+pub struct Exchange {
+    pub inbound: InboundChannels,
+    /// The runtime that carries the network streams.
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// Where a subtask runs.
+pub enum SubtaskLocation {
+    /// On this task manager, on that slot.
+    Local(ArbiterHandle),
+    /// On the task manager serving the exchange at this address.
+    Remote(String),
+}
+
+/// Deploys the subtasks of `graph` that `place(task, subtask)` puts on this task manager.
 pub fn deploy(
     graph: &JobGraph,
-    place: &dyn Fn(usize, u32) -> ArbiterHandle,
+    place: &dyn Fn(usize, u32) -> SubtaskLocation,
     ctx: &JobContext,
 ) -> Result<Vec<Addr<SubtaskActor>>, TaskError> {
     let mut outputs: HashMap<(usize, u32), Vec<OutputEdge>> = HashMap::new();
     let mut inputs: HashMap<(usize, u32), Vec<mpsc::Receiver<StreamEvent>>> = HashMap::new();
-    for edge in graph.task_edges() {
+    let exchange = || {
+        ctx.exchange.as_ref().ok_or_else(|| TaskError::Invalid {
+            vertex: graph.name.clone(),
+            message: "a subtask is placed on another task manager but this one has no network exchange".into(),
+        })
+    };
+    let remote = |task: usize, subtask: u32| match place(task, subtask) {
+        SubtaskLocation::Local(_) => None,
+        SubtaskLocation::Remote(addr) => Some(addr),
+    };
+    for (edge_index, edge) in graph.task_edges().enumerate() {
         let from = graph.task_of(edge.from);
         let to = graph.task_of(edge.to);
         let consumer = graph.vertex(edge.to).name.clone();
         for i in 0..from.parallelism {
+            let key = |j: u32| ChannelKey {
+                job_id: ctx.job_id.clone(),
+                attempt: ctx.attempt,
+                edge: edge_index as u32,
+                producer: i,
+                consumer: j,
+            };
             let (routing, targets): (Routing, Vec<u32>) = match &edge.partitioning {
                 EdgePartitioning::Forward => (Routing::Forward, vec![i]),
                 EdgePartitioning::Hash { key_columns } => (
@@ -68,11 +119,34 @@ pub fn deploy(
                     (0..to.parallelism).collect(),
                 ),
             };
+            let producer_here = remote(from.id, i).is_none();
             let mut channels = Vec::with_capacity(targets.len());
             for j in targets {
-                let (tx, rx) = mpsc::channel(ctx.channel_capacity);
-                channels.push(tx);
-                inputs.entry((to.id, j)).or_default().push(rx);
+                match (producer_here, remote(to.id, j)) {
+                    (true, None) => {
+                        let (tx, rx) = mpsc::channel(ctx.channel_capacity);
+                        channels.push(ChannelSender::Local(tx));
+                        inputs.entry((to.id, j)).or_default().push(rx);
+                    }
+                    (true, Some(address)) => {
+                        let ex = exchange()?;
+                        channels.push(ChannelSender::Remote(Box::new(RemoteSender::connect(
+                            &ex.runtime,
+                            &address,
+                            key(j),
+                            ctx.channel_capacity,
+                        )?)));
+                    }
+                    (false, None) => {
+                        let (tx, rx) = mpsc::channel(ctx.channel_capacity);
+                        exchange()?.inbound.register(key(j), tx);
+                        inputs.entry((to.id, j)).or_default().push(rx);
+                    }
+                    (false, Some(_)) => {}
+                }
+            }
+            if !producer_here {
+                continue;
             }
             outputs.entry((from.id, i)).or_default().push(OutputEdge {
                 routing,
@@ -82,7 +156,9 @@ pub fn deploy(
         }
     }
 
-    let mut actors = Vec::new();
+    // Everything is built before anything starts: a deployment that fails half way
+    // leaves no running subtask behind.
+    let mut built = Vec::new();
     for task in &graph.tasks {
         let label = task
             .vertices
@@ -91,6 +167,9 @@ pub fn deploy(
             .collect::<Vec<_>>()
             .join(" -> ");
         for s in 0..task.parallelism {
+            let SubtaskLocation::Local(slot) = place(task.id, s) else {
+                continue;
+            };
             let head = graph.vertex(task.head());
             let mut chain_vertices = task.vertices.as_slice();
             let input = match &head.kind {
@@ -148,8 +227,11 @@ pub fn deploy(
                 SubtaskIo { input, tail },
                 ctx.done.clone(),
             );
-            actors.push(SubtaskActor::start_in_arbiter(&place(task.id, s), move |_| actor));
+            built.push((slot, actor));
         }
     }
-    Ok(actors)
+    Ok(built
+        .into_iter()
+        .map(|(slot, actor)| SubtaskActor::start_in_arbiter(&slot, move |_| actor))
+        .collect())
 }

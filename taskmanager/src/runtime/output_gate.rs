@@ -1,11 +1,14 @@
 //! The output side of a chain: for every outgoing edge, the channels to the consuming
 //! subtasks and how batches are routed to them (forward, by key group, round robin).
-//! Sending waits while a channel is full: that wait is the backpressure that slows a source
-//! down to the pace of its slowest consumer.
+//! A channel is an in-process bounded queue when the consumer runs on the same task
+//! manager and a network channel otherwise. Sending waits while a channel is full (or out
+//! of credits): that wait is the backpressure that slows a source down to the pace of its
+//! slowest consumer.
 
 use tokio::sync::mpsc;
 
 use crate::error::TaskError;
+use crate::exchange::remote_sender::RemoteSender;
 use crate::runtime::key_partitioner::KeyPartitioner;
 use crate::runtime::stream_event::StreamEvent;
 
@@ -18,10 +21,27 @@ pub enum Routing {
     },
 }
 
+pub enum ChannelSender {
+    Local(mpsc::Sender<StreamEvent>),
+    Remote(Box<RemoteSender>),
+}
+
+impl ChannelSender {
+    async fn send(&mut self, ev: StreamEvent, consumer: &str) -> Result<(), TaskError> {
+        match self {
+            ChannelSender::Local(ch) => ch
+                .send(ev)
+                .await
+                .map_err(|_| TaskError::Disconnected(format!("consumer '{consumer}'"))),
+            ChannelSender::Remote(r) => r.send(&ev).await,
+        }
+    }
+}
+
 pub struct OutputEdge {
     pub routing: Routing,
     /// Indexed by consumer subtask (a single entry for `Forward`).
-    pub channels: Vec<mpsc::Sender<StreamEvent>>,
+    pub channels: Vec<ChannelSender>,
     pub consumer: String,
 }
 
@@ -46,29 +66,27 @@ impl OutputEdge {
             (StreamEvent::Data(batch), Routing::Hash(p)) => {
                 let parts = p.split(batch).map_err(|e| TaskError::arrow(&self.consumer, e))?;
                 for (target, part) in parts {
-                    send_to(&self.channels[target], StreamEvent::Data(part), &self.consumer).await?;
+                    self.channels[target]
+                        .send(StreamEvent::Data(part), &self.consumer)
+                        .await?;
                 }
             }
             (StreamEvent::Data(batch), Routing::RoundRobin { next }) => {
                 let target = *next;
                 *next = (*next + 1) % self.channels.len();
-                send_to(&self.channels[target], StreamEvent::Data(batch.clone()), &self.consumer).await?;
+                self.channels[target]
+                    .send(StreamEvent::Data(batch.clone()), &self.consumer)
+                    .await?;
             }
             // Forward data, and every control event, goes to all channels of the edge.
             _ => {
-                for ch in &self.channels {
-                    send_to(ch, event.clone(), &self.consumer).await?;
+                for ch in &mut self.channels {
+                    ch.send(event.clone(), &self.consumer).await?;
                 }
             }
         }
         Ok(())
     }
-}
-
-async fn send_to(ch: &mpsc::Sender<StreamEvent>, ev: StreamEvent, consumer: &str) -> Result<(), TaskError> {
-    ch.send(ev)
-        .await
-        .map_err(|_| TaskError::Disconnected(format!("consumer '{consumer}'")))
 }
 
 #[cfg(test)]
@@ -93,7 +111,7 @@ mod tests {
         let mut gate = OutputGate {
             edges: vec![OutputEdge {
                 routing: Routing::Forward,
-                channels: vec![tx],
+                channels: vec![ChannelSender::Local(tx)],
                 consumer: "slow".into(),
             }],
         };

@@ -31,7 +31,7 @@ impl TaskInput {
         match self {
             TaskInput::Source(s) => s.next().await,
             TaskInput::Gate(g) => {
-                let events = g.next().await;
+                let events = g.next().await?;
                 Ok((!events.is_empty()).then_some(events))
             }
         }

@@ -2,11 +2,17 @@
 //! appending the bytes the encoder produced, and publishing a finished file (fsync, rename
 //! into place, fsync the directory). The encoder stays on the subtask's thread; only the
 //! blocking system calls come here, in order, through a bounded channel.
+//!
+//! When the subtask is cancelled the thread stops at the next command, deletes the
+//! in-progress files it holds and publishes nothing more, so a cancelled attempt leaves no
+//! file appearing after its cancellation returned.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::TaskError;
 
@@ -63,10 +69,19 @@ impl FileIo {
         Ok(())
     }
 
-    /// Runs commands until the channel closes.
-    pub fn run(mut self, rx: flume::Receiver<FileCommand>) -> Result<(), TaskError> {
+    /// Runs commands until the channel closes, or until `abort` is set.
+    pub fn run(mut self, rx: flume::Receiver<FileCommand>, abort: Arc<AtomicBool>) -> Result<(), TaskError> {
         for cmd in rx.iter() {
+            if abort.load(Ordering::Acquire) {
+                break;
+            }
             self.apply(cmd)?;
+        }
+        if abort.load(Ordering::Acquire) {
+            for (_, (file, path)) in self.open.drain() {
+                drop(file);
+                let _ = fs::remove_file(&path);
+            }
         }
         Ok(())
     }

@@ -2,8 +2,14 @@
 //! subtask's thread and hands the resulting file operations to its own I/O thread through
 //! a bounded channel (a slow disk backpressures the chain; no blocking call runs on the
 //! actor's event loop). Parts older than the rollover interval are rolled as data arrives.
+//! Before anything is written, the I/O thread removes the parts earlier attempts of the job
+//! left for this subtask. Dropping the sink unfinished (cancellation) stops the I/O thread
+//! and waits for it, so nothing of a cancelled attempt is published afterwards.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -11,9 +17,11 @@ use tokio::sync::oneshot;
 use weir_common::graph::Vertex;
 use weir_common::spec::ParquetSinkSpec;
 
+use super::attempt_cleanup::remove_earlier_attempts;
 use super::file_io::{FileCommand, FileIo};
 use super::partitioned_writer::PartitionedWriter;
 use crate::error::TaskError;
+use crate::runtime::job_deployment::JobContext;
 use crate::runtime::sink::{Sink, SinkReport};
 use crate::runtime::stream_event::StreamEvent;
 use crate::runtime::subtask_metrics::SubtaskMetrics;
@@ -28,6 +36,8 @@ pub struct ParquetSink {
     writer: PartitionedWriter,
     io: Option<flume::Sender<FileCommand>>,
     io_result: Option<oneshot::Receiver<Result<(), TaskError>>>,
+    io_thread: Option<JoinHandle<()>>,
+    abort: Arc<AtomicBool>,
     last_rollover_check: Instant,
     metrics: Arc<SubtaskMetrics>,
 }
@@ -37,20 +47,33 @@ impl ParquetSink {
         vertex: &Vertex,
         spec: &ParquetSinkSpec,
         subtask: u32,
-        run_id: &str,
+        ctx: &JobContext,
         metrics: Arc<SubtaskMetrics>,
     ) -> Result<Self, TaskError> {
         let event_time_column = vertex
             .schema
             .index_of(&vertex.event_time_column)
             .map_err(|e| TaskError::arrow(&vertex.name, e))?;
-        let writer = PartitionedWriter::new(spec, vertex.schema.clone(), event_time_column, run_id, subtask);
+        let writer = PartitionedWriter::new(spec, vertex.schema.clone(), event_time_column, &ctx.run_id, subtask);
         let (tx, rx) = flume::bounded(IO_QUEUE);
         let (done_tx, done_rx) = oneshot::channel();
-        std::thread::Builder::new()
+        let abort = Arc::new(AtomicBool::new(false));
+        let (root, job_id, attempt, io_abort) = (
+            PathBuf::from(&spec.path),
+            ctx.job_id.clone(),
+            ctx.attempt,
+            abort.clone(),
+        );
+        let io_thread = std::thread::Builder::new()
             .name(format!("parquet-io-{}-{subtask}", vertex.name))
             .spawn(move || {
-                let _ = done_tx.send(FileIo::default().run(rx));
+                let result = remove_earlier_attempts(&root, &job_id, attempt, subtask).and_then(|removed| {
+                    if removed > 0 {
+                        tracing::info!(job = %job_id, attempt, subtask, removed, root = %root.display(), "removed the parts of earlier attempts");
+                    }
+                    FileIo::default().run(rx, io_abort)
+                });
+                let _ = done_tx.send(result);
             })
             .map_err(|e| TaskError::io("starting I/O thread for", &spec.path, e))?;
         Ok(Self {
@@ -58,6 +81,8 @@ impl ParquetSink {
             writer,
             io: Some(tx),
             io_result: Some(done_rx),
+            io_thread: Some(io_thread),
+            abort,
             last_rollover_check: Instant::now(),
             metrics,
         })
@@ -122,8 +147,20 @@ impl Sink for ParquetSink {
             self.io = None;
             let rx = self.io_result.take().ok_or_else(|| self.gone())?;
             rx.await.map_err(|_| self.gone())??;
+            self.io_thread = None;
             SubtaskMetrics::add(&self.metrics.records_out, report.rows);
             Ok(report)
         })
+    }
+}
+
+impl Drop for ParquetSink {
+    fn drop(&mut self) {
+        let Some(thread) = self.io_thread.take() else { return };
+        self.abort.store(true, Ordering::Release);
+        self.io = None;
+        // Blocks the slot's thread for at most the one file operation in progress; the
+        // cancelling coordinator relies on nothing being published after this returns.
+        let _ = thread.join();
     }
 }

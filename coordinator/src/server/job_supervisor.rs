@@ -1,0 +1,455 @@
+//! The leader's job supervisor (the JobMaster of every job): places jobs waiting for slots
+//! on live task managers, deploys them, watches their subtasks through the task managers'
+//! heartbeats, and decides when an attempt has finished or failed.
+//!
+//! An attempt fails when a subtask fails or a task manager running part of it is lost;
+//! the job then restarts (a new attempt, after a back-off) on the slots that remain, until
+//! its attempts are used up. Every state change goes through the Raft log, and a leader
+//! only ever deploys attempts it wrote itself: a new leader restarts the jobs it finds
+//! running as a new attempt, and task managers refuse attempts older than one they run,
+//! so a deposed leader cannot bring an old attempt back. Without checkpoints a new attempt
+//! replays its sources from the beginning and its sinks remove what earlier attempts wrote.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use tonic::transport::{Channel, Endpoint};
+use weir_common::JobGraph;
+use weir_common::event_time::WATERMARK_MIN;
+use weir_common::spec_loader::parse_spec;
+use weir_common::validation::validate;
+use weir_proto::cluster::SubtaskState;
+use weir_proto::job::VertexStatus;
+use weir_proto::taskmanager::task_manager_service_client::TaskManagerServiceClient;
+use weir_proto::taskmanager::{CancelRequest, DeployRequest, SubtaskPlacement};
+
+use crate::raft::cluster_state::{ClusterCommand, JobRecord, JobState};
+use crate::raft::state_machine::StateMachineStore;
+use crate::raft::types::Raft;
+use crate::scheduler::{FreeSlots, place_in_cluster};
+use crate::server::task_manager_registry::{LOST_AFTER, Registry};
+
+const TICK: Duration = Duration::from_millis(200);
+/// A new leader waits this long before placing jobs, so that task managers (which follow
+/// the leader within a heartbeat or two) have registered with it.
+const REGISTRATION_GRACE: Duration = Duration::from_millis(1500);
+const DEPLOY_TIMEOUT: Duration = Duration::from_secs(30);
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How often and how soon a failed job is restarted.
+#[derive(Debug, Clone, Copy)]
+pub struct RestartPolicy {
+    /// Attempts after the first one; a job whose attempt would exceed this fails.
+    pub max_restarts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            max_restarts: 10,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RestartPolicy {
+    fn backoff(&self, failures: u32) -> Duration {
+        self.initial_backoff
+            .saturating_mul(1 << failures.min(16))
+            .min(self.max_backoff)
+    }
+}
+
+/// What the job API shares with the supervisor.
+#[derive(Clone, Default)]
+pub struct SupervisorHandle {
+    /// Jobs this leader submitted, at attempt 0: it may deploy them without a new attempt.
+    claims: Arc<Mutex<HashSet<String>>>,
+    /// Per job, the live view of its vertices (from the latest heartbeats).
+    vertices: Arc<Mutex<HashMap<String, Vec<VertexStatus>>>>,
+}
+
+impl SupervisorHandle {
+    pub fn claim(&self, job_id: &str) {
+        self.claims.lock().expect("claims lock").insert(job_id.to_string());
+    }
+
+    pub fn vertices(&self, job_id: &str) -> Vec<VertexStatus> {
+        self.vertices
+            .lock()
+            .expect("vertices lock")
+            .get(job_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+enum Phase {
+    Waiting { not_before: Instant },
+    Deployed { placement: Vec<SubtaskPlacement> },
+}
+
+struct Supervised {
+    attempt: u32,
+    /// Failures under this leader, for the back-off.
+    failures: u32,
+    graph: JobGraph,
+    phase: Phase,
+}
+
+pub struct JobSupervisor {
+    raft: Raft,
+    state: StateMachineStore,
+    registry: Registry,
+    policy: RestartPolicy,
+    handle: SupervisorHandle,
+    jobs: HashMap<String, Supervised>,
+    leader_since: Option<Instant>,
+    channels: HashMap<String, Channel>,
+}
+
+impl JobSupervisor {
+    pub fn new(
+        raft: Raft,
+        state: StateMachineStore,
+        registry: Registry,
+        policy: RestartPolicy,
+        handle: SupervisorHandle,
+    ) -> Self {
+        Self {
+            raft,
+            state,
+            registry,
+            policy,
+            handle,
+            jobs: HashMap::new(),
+            leader_since: None,
+            channels: HashMap::new(),
+        }
+    }
+
+    pub async fn run(mut self) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if !self.registry.is_leader() {
+                if self.leader_since.take().is_some() {
+                    tracing::info!("no longer the leader: supervising no job");
+                    self.jobs.clear();
+                    self.registry.clear();
+                }
+                continue;
+            }
+            let since = *self.leader_since.get_or_insert_with(Instant::now);
+            let records: Vec<JobRecord> = self.state.read(|d| d.cluster.jobs.values().cloned().collect());
+            for record in records {
+                self.supervise(&record, since).await;
+            }
+        }
+    }
+
+    async fn write(&self, cmd: ClusterCommand) -> bool {
+        match self.raft.client_write(cmd).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "job state change not committed");
+                false
+            }
+        }
+    }
+
+    async fn set_state(&self, job: &str, state: JobState, attempt: u32, failure: Option<String>) -> bool {
+        self.write(ClusterCommand::SetJobState {
+            job_id: job.to_string(),
+            state,
+            attempt,
+            failure,
+        })
+        .await
+    }
+
+    async fn supervise(&mut self, record: &JobRecord, leader_since: Instant) {
+        let job = record.job_id.as_str();
+        if record.state.is_terminal() {
+            if let Some(sup) = self.jobs.remove(job)
+                && matches!(sup.phase, Phase::Deployed { .. })
+            {
+                tracing::info!(job, state = ?record.state, "stopping the job's subtasks");
+                self.cancel_everywhere(job, u32::MAX).await;
+            }
+            return;
+        }
+        if !self.jobs.contains_key(job) {
+            let graph = match parse_spec(&record.spec_json, &[])
+                .map_err(|e| e.to_string())
+                .and_then(|s| validate(&s).map_err(|e| e.to_string()))
+            {
+                Ok(g) => g,
+                Err(e) => {
+                    self.set_state(
+                        job,
+                        JobState::Failed,
+                        record.attempt,
+                        Some(format!("invalid spec: {e}")),
+                    )
+                    .await;
+                    return;
+                }
+            };
+            let claimed = self.handle.claims.lock().expect("claims lock").remove(job);
+            let attempt = if claimed && record.state == JobState::Scheduling && record.attempt == 0 {
+                0
+            } else {
+                // Another leader may have deployed this attempt: start a new one.
+                let next = record.attempt + 1;
+                let why = "restarted by a new coordinator leader".to_string();
+                if !self.set_state(job, JobState::Restarting, next, Some(why)).await {
+                    return;
+                }
+                next
+            };
+            self.jobs.insert(
+                job.to_string(),
+                Supervised {
+                    attempt,
+                    failures: 0,
+                    graph,
+                    phase: Phase::Waiting {
+                        not_before: Instant::now(),
+                    },
+                },
+            );
+        }
+        let phase = match &self.jobs[job].phase {
+            Phase::Waiting { not_before } => Some(*not_before),
+            Phase::Deployed { .. } => None,
+        };
+        match phase {
+            Some(not_before) => {
+                if Instant::now() >= not_before && leader_since.elapsed() >= REGISTRATION_GRACE {
+                    self.try_deploy(job).await;
+                }
+            }
+            None => self.watch(job).await,
+        }
+    }
+
+    /// Slots used by the jobs this leader has deployed, per task manager.
+    fn used_slots(&self) -> HashMap<String, BTreeSet<u32>> {
+        let mut used: HashMap<String, BTreeSet<u32>> = HashMap::new();
+        for sup in self.jobs.values() {
+            if let Phase::Deployed { placement } = &sup.phase {
+                for p in placement {
+                    used.entry(p.task_manager_id.clone()).or_default().insert(p.slot);
+                }
+            }
+        }
+        used
+    }
+
+    async fn try_deploy(&mut self, job: &str) {
+        let used = self.used_slots();
+        let free: Vec<FreeSlots> = self
+            .registry
+            .live()
+            .into_iter()
+            .map(|tm| FreeSlots {
+                free: (0..tm.slots)
+                    .filter(|s| !used.get(&tm.id).is_some_and(|u| u.contains(s)))
+                    .collect(),
+                task_manager_id: tm.id,
+                address: tm.address,
+            })
+            .collect();
+        let sup = &self.jobs[job];
+        let Some(placement) = place_in_cluster(&sup.graph, free) else {
+            return;
+        };
+        let attempt = sup.attempt;
+        let spec_json = self
+            .state
+            .read(|d| d.cluster.jobs.get(job).map(|r| r.spec_json.clone()));
+        let Some(spec_json) = spec_json else { return };
+        // Stop whatever older attempt still runs anywhere before the new one writes.
+        self.cancel_everywhere(job, attempt).await;
+        let targets: BTreeMap<String, String> = placement
+            .iter()
+            .map(|p| (p.task_manager_id.clone(), p.address.clone()))
+            .collect();
+        let calls = targets.iter().map(|(id, address)| {
+            let mut client = TaskManagerServiceClient::new(self.channel(address));
+            let req = DeployRequest {
+                job_id: job.to_string(),
+                attempt,
+                spec_json: spec_json.clone(),
+                placements: placement.clone(),
+            };
+            async move {
+                match tokio::time::timeout(DEPLOY_TIMEOUT, client.deploy(req)).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(s)) => Err((id.clone(), s.code(), format!("deploying on {id}: {}", s.message()))),
+                    Err(_) => Err((
+                        id.clone(),
+                        tonic::Code::DeadlineExceeded,
+                        format!("deploying on {id}: timed out"),
+                    )),
+                }
+            }
+        });
+        let results = join_all(calls).await;
+        if let Some(Err((tm, code, e))) = results.into_iter().find(|r| r.is_err()) {
+            if matches!(code, tonic::Code::Unavailable | tonic::Code::DeadlineExceeded) {
+                self.registry.suspect(&tm);
+            }
+            self.fail(job, e).await;
+            return;
+        }
+        tracing::info!(job, attempt, task_managers = targets.len(), "job deployed");
+        if !self.set_state(job, JobState::Running, attempt, None).await {
+            return;
+        }
+        if let Some(sup) = self.jobs.get_mut(job) {
+            sup.phase = Phase::Deployed { placement };
+        }
+    }
+
+    async fn watch(&mut self, job: &str) {
+        let sup = &self.jobs[job];
+        let Phase::Deployed { placement } = &sup.phase else {
+            return;
+        };
+        let reports = self.registry.reports(job, sup.attempt);
+        self.publish_vertices(job, sup, &reports);
+        if let Some((tm, failed)) = reports
+            .iter()
+            .find(|(_, r)| r.state == SubtaskState::SubtaskFailed as i32)
+        {
+            let why = format!("on task manager {tm}: {}", failed.failure);
+            self.fail(job, why).await;
+            return;
+        }
+        let lost: BTreeSet<&str> = placement
+            .iter()
+            .map(|p| p.task_manager_id.as_str())
+            .filter(|tm| !self.registry.is_alive(tm))
+            .collect();
+        if let Some(tm) = lost.first() {
+            let why = format!("task manager {tm} lost (no heartbeat for {:?})", LOST_AFTER);
+            self.fail(job, why).await;
+            return;
+        }
+        let finished = reports
+            .iter()
+            .filter(|(_, r)| r.state == SubtaskState::SubtaskFinished as i32)
+            .count();
+        if finished == placement.len() && self.set_state(job, JobState::Finished, sup.attempt, None).await {
+            tracing::info!(job, attempt = sup.attempt, "job finished");
+            self.jobs.remove(job);
+        }
+    }
+
+    /// Restarts the job after a back-off, or fails it when its attempts are used up.
+    async fn fail(&mut self, job: &str, why: String) {
+        let Some(sup) = self.jobs.get(job) else { return };
+        let (attempt, failures) = (sup.attempt, sup.failures);
+        tracing::warn!(job, attempt, reason = %why, "job attempt failed");
+        self.cancel_everywhere(job, attempt + 1).await;
+        if attempt >= self.policy.max_restarts {
+            let why = format!("{why} (after {} attempts)", attempt + 1);
+            if self.set_state(job, JobState::Failed, attempt, Some(why)).await {
+                self.jobs.remove(job);
+            }
+            return;
+        }
+        if !self.set_state(job, JobState::Restarting, attempt + 1, Some(why)).await {
+            return;
+        }
+        let backoff = self.policy.backoff(failures);
+        if let Some(sup) = self.jobs.get_mut(job) {
+            sup.attempt = attempt + 1;
+            sup.failures = failures + 1;
+            sup.phase = Phase::Waiting {
+                not_before: Instant::now() + backoff,
+            };
+        }
+    }
+
+    /// Cancels the attempts of `job` below `below_attempt` on every live task manager.
+    async fn cancel_everywhere(&mut self, job: &str, below_attempt: u32) {
+        let live = self.registry.live();
+        let calls = live.iter().map(|tm| {
+            let mut client = TaskManagerServiceClient::new(self.channel(&tm.address));
+            let req = CancelRequest {
+                job_id: job.to_string(),
+                below_attempt,
+            };
+            let id = tm.id.clone();
+            async move {
+                match tokio::time::timeout(CANCEL_TIMEOUT, client.cancel(req)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(s)) => tracing::warn!(job, task_manager = %id, error = %s.message(), "cancel refused"),
+                    Err(_) => tracing::warn!(job, task_manager = %id, "cancel timed out"),
+                }
+            }
+        });
+        join_all(calls).await;
+    }
+
+    fn channel(&mut self, address: &str) -> Channel {
+        self.channels
+            .entry(address.to_string())
+            .or_insert_with(|| {
+                Endpoint::from_shared(format!("http://{address}"))
+                    .expect("task manager addresses are host:port")
+                    .connect_timeout(Duration::from_secs(2))
+                    .connect_lazy()
+            })
+            .clone()
+    }
+
+    fn publish_vertices(&self, job: &str, sup: &Supervised, reports: &[(String, weir_proto::cluster::SubtaskReport)]) {
+        let graph = &sup.graph;
+        let mut vertices: Vec<VertexStatus> = graph
+            .vertices
+            .iter()
+            .map(|v| VertexStatus {
+                name: v.name.clone(),
+                parallelism: v.parallelism,
+                records_in: 0,
+                records_out: 0,
+                watermark: WATERMARK_MIN,
+                task_managers: vec![String::new(); v.parallelism as usize],
+            })
+            .collect();
+        let mut watermarks: Vec<Vec<i64>> = vec![Vec::new(); vertices.len()];
+        for (tm, r) in reports {
+            for m in &r.vertices {
+                let Some(v) = vertices.get_mut(m.vertex as usize) else {
+                    continue;
+                };
+                v.records_in += m.records_in;
+                v.records_out += m.records_out;
+                if let Some(slot) = v.task_managers.get_mut(r.subtask as usize) {
+                    *slot = tm.clone();
+                }
+                watermarks[m.vertex as usize].push(m.watermark);
+            }
+        }
+        for (v, wms) in vertices.iter_mut().zip(watermarks) {
+            if wms.len() == v.parallelism as usize {
+                v.watermark = wms.into_iter().min().unwrap_or(WATERMARK_MIN);
+            }
+        }
+        self.handle
+            .vertices
+            .lock()
+            .expect("vertices lock")
+            .insert(job.to_string(), vertices);
+    }
+}

@@ -1,0 +1,55 @@
+//! The gRPC service of a task manager (`weir.taskmanager.v1.TaskManagerService`):
+//! deployments and cancellations from the coordinator leader, and the consumer side of
+//! the data exchange with other task managers.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use weir_proto::taskmanager::task_manager_service_server::TaskManagerService;
+use weir_proto::taskmanager::{
+    CancelRequest, CancelResponse, DeployRequest, DeployResponse, ExchangeCredit, ExchangeFrame,
+};
+
+use super::deployed_jobs::{DeployError, DeployedJobs};
+use crate::runtime::job_deployment::DEFAULT_CHANNEL_CAPACITY;
+
+pub struct TaskManagerApi {
+    pub jobs: DeployedJobs,
+}
+
+#[tonic::async_trait]
+impl TaskManagerService for TaskManagerApi {
+    async fn deploy(&self, request: Request<DeployRequest>) -> Result<Response<DeployResponse>, Status> {
+        match self.jobs.deploy(request.into_inner()).await {
+            Ok(subtasks) => Ok(Response::new(DeployResponse { subtasks })),
+            Err(e @ DeployError::Stale { .. }) => Err(Status::failed_precondition(e.to_string())),
+            Err(e @ (DeployError::Spec { .. } | DeployError::Placement { .. } | DeployError::Slot { .. })) => {
+                Err(Status::invalid_argument(e.to_string()))
+            }
+            Err(e @ DeployError::Task { .. }) => Err(Status::internal(e.to_string())),
+        }
+    }
+
+    async fn cancel(&self, request: Request<CancelRequest>) -> Result<Response<CancelResponse>, Status> {
+        let req = request.into_inner();
+        let cancelled_subtasks = self.jobs.cancel(&req.job_id, req.below_attempt).await;
+        Ok(Response::new(CancelResponse { cancelled_subtasks }))
+    }
+
+    type ExchangeStream = Pin<Box<dyn Stream<Item = Result<ExchangeCredit, Status>> + Send>>;
+
+    async fn exchange(
+        &self,
+        request: Request<Streaming<ExchangeFrame>>,
+    ) -> Result<Response<Self::ExchangeStream>, Status> {
+        let credits = self
+            .jobs
+            .exchange()
+            .inbound
+            .accept(request.into_inner(), DEFAULT_CHANNEL_CAPACITY)
+            .await?;
+        Ok(Response::new(Box::pin(ReceiverStream::new(credits))))
+    }
+}
