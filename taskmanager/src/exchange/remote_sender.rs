@@ -14,7 +14,7 @@ use weir_proto::taskmanager::{ChannelHeader, ExchangeFrame};
 
 use super::channel_key::ChannelKey;
 use super::ipc_codec::BatchEncoder;
-use super::{KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT};
+use super::{CONNECTION_WINDOW, KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT, STREAM_WINDOW};
 use crate::error::TaskError;
 use crate::runtime::stream_event::StreamEvent;
 
@@ -41,7 +41,9 @@ impl RemoteSender {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
             .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
-            .keep_alive_while_idle(true);
+            .keep_alive_while_idle(true)
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW);
         let (frames, rx) = mpsc::channel(capacity.max(1));
         frames
             .try_send(ExchangeFrame {

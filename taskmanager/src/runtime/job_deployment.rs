@@ -16,6 +16,7 @@ use weir_common::graph::{EdgePartitioning, JobGraph, VertexKind};
 use crate::connectors::{build_sink, build_source};
 use crate::dead_letter::DeadLetterQueue;
 use crate::error::TaskError;
+use crate::exchange::NETWORK_CREDITS;
 use crate::exchange::channel_key::ChannelKey;
 use crate::exchange::inbound_channels::InboundChannels;
 use crate::exchange::remote_sender::RemoteSender;
@@ -134,7 +135,7 @@ pub fn deploy(
                             &ex.runtime,
                             &address,
                             key(j),
-                            ctx.channel_capacity,
+                            NETWORK_CREDITS,
                         )?)));
                     }
                     (false, None) => {

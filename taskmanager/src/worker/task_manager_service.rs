@@ -13,7 +13,7 @@ use weir_proto::taskmanager::{
 };
 
 use super::deployed_jobs::{DeployError, DeployedJobs};
-use crate::runtime::job_deployment::DEFAULT_CHANNEL_CAPACITY;
+use crate::exchange::NETWORK_CREDITS;
 
 pub struct TaskManagerApi {
     pub jobs: DeployedJobs,
@@ -48,7 +48,7 @@ impl TaskManagerService for TaskManagerApi {
             .jobs
             .exchange()
             .inbound
-            .accept(request.into_inner(), DEFAULT_CHANNEL_CAPACITY)
+            .accept(request.into_inner(), NETWORK_CREDITS)
             .await?;
         Ok(Response::new(Box::pin(ReceiverStream::new(credits))))
     }
