@@ -239,6 +239,23 @@ impl DeployedJobs {
         stopped
     }
 
+    /// Stops every attempt still running here; returns how many subtasks were stopped.
+    pub async fn cancel_all(&self) -> u32 {
+        let jobs: Vec<String> = self
+            .jobs
+            .lock()
+            .expect("jobs lock")
+            .iter()
+            .filter(|(_, a)| a.ended_at.lock().expect("ended lock").is_none())
+            .map(|(job, _)| job.clone())
+            .collect();
+        let mut stopped = 0;
+        for job in jobs {
+            stopped += self.cancel(&job, u32::MAX).await;
+        }
+        stopped
+    }
+
     /// The state and counters of every subtask deployed here, for the heartbeat; forgets
     /// attempts that ended long ago.
     pub fn reports(&self) -> Vec<SubtaskReport> {
