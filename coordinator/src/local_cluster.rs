@@ -1,21 +1,18 @@
 //! `coordinator local`: the coordinator and N task managers in one process. The job runs
-//! on the same components as in a cluster (slot pools, subtask actors, bounded channels);
-//! only the transport between coordinator and task managers is a function call.
+//! through the same components as in a cluster: the task manager's job attempts
+//! (`DeployedJobs`), slots, subtask actors and bounded channels; the placement follows
+//! the same slot-sharing rule. Only the transport between coordinator and task managers is
+//! a function call, and every channel stays in-process.
 
-use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
 use weir_common::JobGraph;
 use weir_common::graph::{SinkConnector, VertexKind};
-use weir_taskmanager::TaskError;
-use weir_taskmanager::dead_letter::DeadLetterWriter;
-use weir_taskmanager::runtime::job_deployment::{JobContext, SubtaskLocation, deploy};
 use weir_taskmanager::runtime::sink::SinkReport;
 use weir_taskmanager::runtime::slot_pool::SlotPool;
-use weir_taskmanager::runtime::subtask_actor::{Cancel, SubtaskDone};
 use weir_taskmanager::runtime::subtask_metrics::{JobMetrics, SubtaskMetrics};
+use weir_taskmanager::worker::deployed_jobs::{AttemptState, DeployError, DeployedJobs, Placed};
 
 use crate::config::LocalConfig;
 use crate::job_summary::{JobSummary, SinkSummary};
@@ -26,28 +23,16 @@ use crate::scheduler::{NotEnoughSlots, check_capacity, place};
 pub enum LocalError {
     #[error(transparent)]
     Slots(#[from] NotEnoughSlots),
-    #[error("job '{job}' failed: subtask {subtask} of [{chain}]: {source}")]
-    Subtask {
-        job: String,
-        chain: String,
-        subtask: u32,
-        #[source]
-        source: TaskError,
-    },
+    #[error("job '{job}' failed: {failure}")]
+    Subtask { job: String, failure: String },
     #[error("job '{job}': deploying failed: {source}")]
     Deploy {
         job: String,
         #[source]
-        source: TaskError,
+        source: DeployError,
     },
     #[error("job '{job}' was interrupted")]
     Interrupted { job: String },
-    #[error("job '{job}': dead-letter output failed: {source}")]
-    DeadLetters {
-        job: String,
-        #[source]
-        source: TaskError,
-    },
 }
 
 /// Runs `graph` to completion and reports.
@@ -58,71 +43,51 @@ pub fn run_local(graph: JobGraph, config: &LocalConfig) -> Result<JobSummary, Lo
     check_capacity(&graph, config.task_managers, slots)?;
     // Slots are arbiters, which belong to a running actix system.
     let system = actix_rt::System::new();
-    let task_managers: Vec<SlotPool> = (0..config.task_managers).map(|_| SlotPool::new(slots)).collect();
-    let result = system.block_on(run_job(&graph, config, &task_managers));
-    for tm in task_managers {
-        tm.shutdown();
-    }
+    let pool = SlotPool::new(config.task_managers * slots);
+    let result = system.block_on(run_job(&graph, config, &pool, slots));
+    pool.shutdown();
     result
 }
 
-async fn run_job(graph: &JobGraph, config: &LocalConfig, task_managers: &[SlotPool]) -> Result<JobSummary, LocalError> {
+async fn run_job(
+    graph: &JobGraph,
+    config: &LocalConfig,
+    pool: &SlotPool,
+    slots: usize,
+) -> Result<JobSummary, LocalError> {
     let job = graph.name.clone();
     let started = Instant::now();
     let job_id = format!("{}-{}", sanitize(&job), run_stamp());
-    let dead_dir = graph
-        .dead_letter_path
-        .as_ref()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| config.work_dir.join("dead-letter"));
-    let (dead_letters, dead_writer) = DeadLetterWriter::start(&dead_dir, &format!("{job_id}.jsonl"));
-    let metrics = JobMetrics::new(graph.vertices.iter().map(|v| v.parallelism));
-    let subtasks: usize = graph.tasks.iter().map(|t| t.parallelism as usize).sum();
-    let (done_tx, mut done_rx) = mpsc::channel::<SubtaskDone>(subtasks);
-    let ctx = JobContext {
-        run_id: JobContext::run_id(&job_id, 0),
-        job_id,
-        attempt: 0,
-        dead_letters,
-        metrics: metrics.clone(),
-        done: done_tx,
-        channel_capacity: config.channel_capacity,
-        exchange: None,
-    };
-    let tm_count = task_managers.len();
+    let handles = (0..config.task_managers * slots).map(|i| pool.slot(i)).collect();
+    let jobs = DeployedJobs::new("local".into(), handles, None, config.work_dir.clone());
+    let tm_count = config.task_managers;
     let placement = |_task: usize, subtask: u32| {
         let at = place(subtask, tm_count);
-        SubtaskLocation::Local(task_managers[at.task_manager].slot(at.slot))
+        Some(Placed::Here {
+            slot: at.task_manager * slots + at.slot,
+        })
     };
-    let actors = deploy(graph, &placement, &ctx).map_err(|source| LocalError::Deploy {
-        job: job.clone(),
-        source,
-    })?;
-    // Only the subtasks hold the dead-letter queue and the done channel from here on, so
-    // both close when the last subtask ends.
-    drop(ctx);
+    jobs.run(&job_id, 0, graph, &placement)
+        .await
+        .map_err(|source| LocalError::Deploy {
+            job: job.clone(),
+            source,
+        })?;
+    let metrics = jobs.metrics(&job_id).expect("deployed above");
+    let mut state = jobs.watch(&job_id).expect("deployed above");
 
     let mut progress = (config.progress_ms > 0).then(|| Progress::new(graph));
     let mut tick = tokio::time::interval(Duration::from_millis(config.progress_ms.max(100)));
     tick.tick().await;
-    let mut reports: Vec<(usize, SinkReport)> = Vec::new();
-    let mut remaining = subtasks;
-    let mut failure = None;
-    while remaining > 0 {
+    let outcome = loop {
         tokio::select! {
-            done = done_rx.recv() => {
-                let Some(done) = done else { break };
-                remaining -= 1;
-                match done.result {
-                    Ok(Some(report)) => {
-                        let tail = graph.tasks[done.id.task].tail();
-                        reports.push((tail.0, report));
-                    }
-                    Ok(None) => {}
-                    Err(source) => {
-                        failure = Some(LocalError::Subtask { job: job.clone(), chain: done.id.label, subtask: done.id.subtask, source });
-                        break;
-                    }
+            changed = state.changed() => {
+                let s = state.borrow_and_update().clone();
+                if let Some(failure) = s.failure() {
+                    break Err(LocalError::Subtask { job: job.clone(), failure: failure.to_string() });
+                }
+                if s.ended.is_some() || changed.is_err() {
+                    break Ok(s);
                 }
             }
             _ = tick.tick() => {
@@ -131,59 +96,37 @@ async fn run_job(graph: &JobGraph, config: &LocalConfig, task_managers: &[SlotPo
                 }
             }
             _ = tokio::signal::ctrl_c() => {
-                failure = Some(LocalError::Interrupted { job: job.clone() });
-                break;
+                break Err(LocalError::Interrupted { job: job.clone() });
             }
         }
-    }
+    };
     if let Some(p) = &mut progress {
         p.show(&metrics);
         p.done();
     }
-    if let Some(failure) = failure {
-        for a in &actors {
-            a.do_send(Cancel);
+    let ended = match outcome {
+        Ok(s) => s,
+        Err(e) => {
+            jobs.cancel(&job_id, u32::MAX).await;
+            return Err(e);
         }
-        return Err(failure);
-    }
-    drop(actors);
-
-    let dead_file = dead_writer.path().to_path_buf();
-    let dead_lettered = tokio::task::spawn_blocking(move || dead_writer.finish())
-        .await
-        .map_err(|_| LocalError::DeadLetters {
-            job: job.clone(),
-            source: TaskError::Disconnected("dead-letter writer".into()),
-        })?
-        .map_err(|source| LocalError::DeadLetters {
-            job: job.clone(),
-            source,
-        })?;
-
-    Ok(summarize(
-        graph,
-        &metrics,
-        reports,
-        started.elapsed(),
-        dead_lettered,
-        dead_file,
-    ))
+    };
+    Ok(summarize(graph, &metrics, &ended, started.elapsed()))
 }
 
-fn summarize(
-    graph: &JobGraph,
-    metrics: &JobMetrics,
-    reports: Vec<(usize, SinkReport)>,
-    elapsed: Duration,
-    dead_lettered: u64,
-    dead_file: PathBuf,
-) -> JobSummary {
+fn summarize(graph: &JobGraph, metrics: &JobMetrics, ended: &AttemptState, elapsed: Duration) -> JobSummary {
+    let end = ended.ended.as_ref();
+    let dead_lettered = end.map(|e| e.dead_lettered).unwrap_or(0);
     let mut sinks = Vec::new();
     for v in &graph.vertices {
         let VertexKind::Sink(connector) = &v.kind else { continue };
         let mut report = SinkReport::default();
-        for (_, r) in reports.iter().filter(|(id, _)| *id == v.id.0) {
-            report.merge(r.clone());
+        for ((task, _), status) in &ended.subtasks {
+            if graph.tasks[*task].tail() == v.id
+                && let Some(r) = &status.report
+            {
+                report.merge(r.clone());
+            }
         }
         let path = match connector {
             SinkConnector::Parquet(p) => Some(p.path.clone()),
@@ -206,7 +149,7 @@ fn summarize(
         records_written: sinks.iter().map(|s| s.rows).sum(),
         dead_lettered,
         late_records: sum_over(|_| true, |m| &m.late_records),
-        dead_letter_file: (dead_lettered > 0).then_some(dead_file),
+        dead_letter_file: end.filter(|e| e.dead_lettered > 0).map(|e| e.dead_letter_file.clone()),
         sinks,
     }
 }

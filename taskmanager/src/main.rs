@@ -108,10 +108,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         inbound: InboundChannels::default(),
         runtime: tokio::runtime::Handle::current(),
     };
-    let jobs = DeployedJobs::new(id.clone(), start_slots(args.slots)?, exchange, args.work_dir.clone());
-    let api = TaskManagerServiceServer::new(TaskManagerApi { jobs: jobs.clone() })
-        .max_decoding_message_size(MAX_FRAME_BYTES)
-        .max_encoding_message_size(MAX_FRAME_BYTES);
+    let inbound = exchange.inbound.clone();
+    let jobs = DeployedJobs::new(
+        id.clone(),
+        start_slots(args.slots)?,
+        Some(exchange),
+        args.work_dir.clone(),
+    );
+    let api = TaskManagerServiceServer::new(TaskManagerApi {
+        jobs: jobs.clone(),
+        inbound,
+    })
+    .max_decoding_message_size(MAX_FRAME_BYTES)
+    .max_encoding_message_size(MAX_FRAME_BYTES);
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(KEEP_ALIVE_INTERVAL))

@@ -36,12 +36,15 @@ async fn serve() -> (String, InboundChannels) {
         runtime: tokio::runtime::Handle::current(),
     };
     let inbound = exchange.inbound.clone();
-    let jobs = DeployedJobs::new("tm".into(), Vec::new(), exchange, std::env::temp_dir());
+    let jobs = DeployedJobs::new("tm".into(), Vec::new(), Some(exchange), std::env::temp_dir());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(TaskManagerServiceServer::new(TaskManagerApi { jobs }))
+            .add_service(TaskManagerServiceServer::new(TaskManagerApi {
+                jobs,
+                inbound: inbound.clone(),
+            }))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
     (address, inbound)

@@ -1,7 +1,9 @@
 //! The job attempts running on this task manager: deploying this task manager's share of
 //! an attempt (the leader sends the spec and the placement of every subtask; the job graph
 //! derived from the spec is the same on every task manager), cancelling attempts, and the
-//! per-subtask state and counters the heartbeat reports.
+//! per-subtask state, counters and sink reports that the heartbeat reports and
+//! `coordinator local` summarizes. `coordinator local` runs its job through this same
+//! code, as one task manager that holds every subtask.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -10,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use weir_common::JobGraph;
 use weir_common::spec_loader::parse_spec;
 use weir_common::validation::validate;
@@ -19,6 +21,7 @@ use weir_proto::taskmanager::DeployRequest;
 
 use crate::dead_letter::DeadLetterWriter;
 use crate::runtime::job_deployment::{DEFAULT_CHANNEL_CAPACITY, Exchange, JobContext, SubtaskLocation, deploy};
+use crate::runtime::sink::SinkReport;
 use crate::runtime::subtask_actor::{Cancel, SubtaskActor, SubtaskDone};
 use crate::runtime::subtask_metrics::JobMetrics;
 
@@ -37,7 +40,7 @@ pub enum DeployError {
     #[error("job {job}: no placement for subtask {subtask} of task {task}")]
     Placement { job: String, task: usize, subtask: u32 },
     #[error("job {job}: slot {slot} does not exist (this task manager has {slots})")]
-    Slot { job: String, slot: u32, slots: usize },
+    Slot { job: String, slot: usize, slots: usize },
     #[error("job {job}: {source}")]
     Task {
         job: String,
@@ -46,34 +49,76 @@ pub enum DeployError {
     },
 }
 
+/// Where a subtask of an attempt runs, as this task manager sees it.
+#[derive(Debug, Clone)]
+pub enum Placed {
+    Here {
+        slot: usize,
+    },
+    /// On the task manager serving the exchange at this address.
+    Elsewhere {
+        address: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct SubtaskStatus {
+    pub state: SubtaskState,
+    pub failure: Option<String>,
+    /// What the subtask's sink committed, when it ends in one and finished.
+    pub report: Option<SinkReport>,
+}
+
+/// How an attempt ended on this task manager.
+#[derive(Debug, Clone)]
+pub struct AttemptEnd {
+    pub dead_lettered: u64,
+    pub dead_letter_file: PathBuf,
+    pub ended_at: Instant,
+}
+
+/// The live state of one attempt's subtasks here.
 #[derive(Debug, Clone, Default)]
-struct SubtaskStatus {
-    state: i32,
-    failure: String,
+pub struct AttemptState {
+    /// (task, subtask) → state, for the subtasks deployed here.
+    pub subtasks: BTreeMap<(usize, u32), SubtaskStatus>,
+    /// Set once every subtask here has ended (or been cancelled) and the dead letters are
+    /// on disk.
+    pub ended: Option<AttemptEnd>,
+}
+
+impl AttemptState {
+    pub fn failure(&self) -> Option<&str> {
+        self.subtasks.values().find_map(|s| s.failure.as_deref())
+    }
 }
 
 struct JobAttempt {
     attempt: u32,
     actors: Vec<Addr<SubtaskActor>>,
-    /// (task, subtask) → state, for the subtasks deployed here.
-    status: Arc<Mutex<BTreeMap<(usize, u32), SubtaskStatus>>>,
+    state: watch::Receiver<AttemptState>,
     /// (task, subtask) → the vertices of its chain.
     chains: BTreeMap<(usize, u32), Vec<usize>>,
     metrics: JobMetrics,
-    ended_at: Arc<Mutex<Option<Instant>>>,
 }
 
 #[derive(Clone)]
 pub struct DeployedJobs {
     task_manager_id: String,
     slots: Vec<ArbiterHandle>,
-    exchange: Exchange,
+    /// `None` in `coordinator local`, where every subtask is here.
+    exchange: Option<Exchange>,
     work_dir: PathBuf,
     jobs: Arc<Mutex<HashMap<String, JobAttempt>>>,
 }
 
 impl DeployedJobs {
-    pub fn new(task_manager_id: String, slots: Vec<ArbiterHandle>, exchange: Exchange, work_dir: PathBuf) -> Self {
+    pub fn new(
+        task_manager_id: String,
+        slots: Vec<ArbiterHandle>,
+        exchange: Option<Exchange>,
+        work_dir: PathBuf,
+    ) -> Self {
         Self {
             task_manager_id,
             slots,
@@ -83,24 +128,9 @@ impl DeployedJobs {
         }
     }
 
-    pub fn exchange(&self) -> &Exchange {
-        &self.exchange
-    }
-
     /// Starts this task manager's subtasks of the attempt in `req`; returns how many.
     pub async fn deploy(&self, req: DeployRequest) -> Result<u32, DeployError> {
         let job = req.job_id.clone();
-        let running = self.jobs.lock().expect("jobs lock").get(&job).map(|a| a.attempt);
-        if let Some(running) = running {
-            if running > req.attempt {
-                return Err(DeployError::Stale {
-                    job,
-                    attempt: req.attempt,
-                    running,
-                });
-            }
-            self.cancel(&job, req.attempt.max(running + 1)).await;
-        }
         // Parsing and validating plans DataFusion expressions: CPU work off the I/O threads.
         let spec_json = req.spec_json.clone();
         let graph = tokio::task::spawn_blocking(move || {
@@ -116,37 +146,79 @@ impl DeployedJobs {
             job: job.clone(),
             message,
         })?;
-        let attempt = self.start(&req, &graph)?;
-        let subtasks = attempt.actors.len() as u32;
-        tracing::info!(job = %job, attempt = req.attempt, subtasks, "deployed");
-        self.jobs.lock().expect("jobs lock").insert(job, attempt);
+        let mut placement = HashMap::new();
+        for p in &req.placements {
+            let placed = if p.task_manager_id == self.task_manager_id {
+                Placed::Here { slot: p.slot as usize }
+            } else {
+                Placed::Elsewhere {
+                    address: p.address.clone(),
+                }
+            };
+            placement.insert((p.task as usize, p.subtask), placed);
+        }
+        self.run(&job, req.attempt, &graph, &|task, subtask| {
+            placement.get(&(task, subtask)).cloned()
+        })
+        .await
+    }
+
+    /// Starts the subtasks of one attempt of `graph` that `place` puts here; older attempts
+    /// of the job here are cancelled first. Returns how many subtasks started.
+    pub async fn run(
+        &self,
+        job: &str,
+        attempt: u32,
+        graph: &JobGraph,
+        place: &(dyn Fn(usize, u32) -> Option<Placed> + Sync),
+    ) -> Result<u32, DeployError> {
+        let running = self.jobs.lock().expect("jobs lock").get(job).map(|a| a.attempt);
+        if let Some(running) = running {
+            if running > attempt {
+                return Err(DeployError::Stale {
+                    job: job.to_string(),
+                    attempt,
+                    running,
+                });
+            }
+            self.cancel(job, attempt.max(running + 1)).await;
+        }
+        let started = self.start(job, attempt, graph, place)?;
+        let subtasks = started.actors.len() as u32;
+        tracing::info!(job, attempt, subtasks, "deployed");
+        self.jobs.lock().expect("jobs lock").insert(job.to_string(), started);
         Ok(subtasks)
     }
 
-    fn start(&self, req: &DeployRequest, graph: &JobGraph) -> Result<JobAttempt, DeployError> {
-        let job = &req.job_id;
-        let mut placement = HashMap::new();
-        for p in &req.placements {
-            placement.insert((p.task as usize, p.subtask), p);
-        }
+    fn start(
+        &self,
+        job: &str,
+        attempt: u32,
+        graph: &JobGraph,
+        place: &dyn Fn(usize, u32) -> Option<Placed>,
+    ) -> Result<JobAttempt, DeployError> {
         let mut chains = BTreeMap::new();
+        let mut locations = HashMap::new();
         for task in &graph.tasks {
             for s in 0..task.parallelism {
-                let p = placement.get(&(task.id, s)).ok_or_else(|| DeployError::Placement {
-                    job: job.clone(),
+                let placed = place(task.id, s).ok_or_else(|| DeployError::Placement {
+                    job: job.to_string(),
                     task: task.id,
                     subtask: s,
                 })?;
-                if p.task_manager_id == self.task_manager_id {
-                    if p.slot as usize >= self.slots.len() {
-                        return Err(DeployError::Slot {
-                            job: job.clone(),
-                            slot: p.slot,
+                let location = match placed {
+                    Placed::Here { slot } => {
+                        let handle = self.slots.get(slot).ok_or_else(|| DeployError::Slot {
+                            job: job.to_string(),
+                            slot,
                             slots: self.slots.len(),
-                        });
+                        })?;
+                        chains.insert((task.id, s), task.vertices.iter().map(|v| v.0).collect());
+                        SubtaskLocation::Local(handle.clone())
                     }
-                    chains.insert((task.id, s), task.vertices.iter().map(|v| v.0).collect());
-                }
+                    Placed::Elsewhere { address } => SubtaskLocation::Remote(address),
+                };
+                locations.insert((task.id, s), location);
             }
         }
         let dead_dir = graph
@@ -154,71 +226,82 @@ impl DeployedJobs {
             .as_ref()
             .map(PathBuf::from)
             .unwrap_or_else(|| self.work_dir.join("dead-letter"));
-        let run_id = JobContext::run_id(job, req.attempt);
+        let run_id = JobContext::run_id(job, attempt);
         let file = format!("{run_id}-{}.jsonl", sanitize(&self.task_manager_id));
         let (dead_letters, dead_writer) = DeadLetterWriter::start(&dead_dir, &file);
         let metrics = JobMetrics::new(graph.vertices.iter().map(|v| v.parallelism));
         let (done_tx, done_rx) = mpsc::channel(chains.len().max(1));
         let ctx = JobContext {
             run_id,
-            job_id: job.clone(),
-            attempt: req.attempt,
+            job_id: job.to_string(),
+            attempt,
             dead_letters,
             metrics: metrics.clone(),
             done: done_tx,
             channel_capacity: DEFAULT_CHANNEL_CAPACITY,
-            exchange: Some(self.exchange.clone()),
+            exchange: self.exchange.clone(),
         };
-        let place = |task: usize, subtask: u32| {
-            let p = placement[&(task, subtask)];
-            if p.task_manager_id == self.task_manager_id {
-                SubtaskLocation::Local(self.slots[p.slot as usize].clone())
-            } else {
-                SubtaskLocation::Remote(p.address.clone())
-            }
+        let place = |task: usize, subtask: u32| match &locations[&(task, subtask)] {
+            SubtaskLocation::Local(h) => SubtaskLocation::Local(h.clone()),
+            SubtaskLocation::Remote(a) => SubtaskLocation::Remote(a.clone()),
         };
         let actors = deploy(graph, &place, &ctx).map_err(|source| DeployError::Task {
-            job: job.clone(),
+            job: job.to_string(),
             source,
         })?;
+        // Only the subtasks hold the dead-letter queue and the done channel from here on,
+        // so both close when the last subtask ends.
         drop(ctx);
-        let status: Arc<Mutex<BTreeMap<(usize, u32), SubtaskStatus>>> = Arc::new(Mutex::new(
-            chains
+        let initial = AttemptState {
+            subtasks: chains
                 .keys()
                 .map(|k| {
                     (
                         *k,
                         SubtaskStatus {
-                            state: SubtaskState::SubtaskRunning as i32,
-                            failure: String::new(),
+                            state: SubtaskState::SubtaskRunning,
+                            failure: None,
+                            report: None,
                         },
                     )
                 })
                 .collect(),
-        ));
-        let ended_at = Arc::new(Mutex::new(None));
+            ended: None,
+        };
+        let (state_tx, state_rx) = watch::channel(initial);
         tokio::spawn(collect_results(
-            job.clone(),
-            req.attempt,
+            job.to_string(),
+            attempt,
             done_rx,
-            status.clone(),
-            ended_at.clone(),
+            state_tx,
             dead_writer,
         ));
         Ok(JobAttempt {
-            attempt: req.attempt,
+            attempt,
             actors,
-            status,
+            state: state_rx,
             chains,
             metrics,
-            ended_at,
         })
+    }
+
+    /// The live state of the job's current attempt here.
+    pub fn watch(&self, job: &str) -> Option<watch::Receiver<AttemptState>> {
+        self.jobs.lock().expect("jobs lock").get(job).map(|a| a.state.clone())
+    }
+
+    /// The counters of the job's current attempt (every vertex, every subtask; only those
+    /// running here move).
+    pub fn metrics(&self, job: &str) -> Option<JobMetrics> {
+        self.jobs.lock().expect("jobs lock").get(job).map(|a| a.metrics.clone())
     }
 
     /// Stops the attempts of `job` below `below_attempt` and waits until their subtasks
     /// have stopped; returns how many subtasks were stopped.
     pub async fn cancel(&self, job: &str, below_attempt: u32) -> u32 {
-        self.exchange.inbound.forget(job, below_attempt);
+        if let Some(ex) = &self.exchange {
+            ex.inbound.forget(job, below_attempt);
+        }
         let removed = {
             let mut jobs = self.jobs.lock().expect("jobs lock");
             match jobs.get(job) {
@@ -227,6 +310,7 @@ impl DeployedJobs {
             }
         };
         let Some(attempt) = removed else { return 0 };
+        let running = attempt.actors.iter().filter(|a| a.connected()).count() as u32;
         for a in &attempt.actors {
             a.do_send(Cancel);
         }
@@ -234,9 +318,8 @@ impl DeployedJobs {
         while attempt.actors.iter().any(|a| a.connected()) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let stopped = attempt.actors.iter().filter(|a| !a.connected()).count() as u32;
-        tracing::info!(job = %job, attempt = attempt.attempt, stopped, "cancelled");
-        stopped
+        tracing::info!(job, attempt = attempt.attempt, running, "cancelled");
+        running
     }
 
     /// Stops every attempt still running here; returns how many subtasks were stopped.
@@ -246,7 +329,7 @@ impl DeployedJobs {
             .lock()
             .expect("jobs lock")
             .iter()
-            .filter(|(_, a)| a.ended_at.lock().expect("ended lock").is_none())
+            .filter(|(_, a)| a.state.borrow().ended.is_none())
             .map(|(job, _)| job.clone())
             .collect();
         let mut stopped = 0;
@@ -261,23 +344,26 @@ impl DeployedJobs {
     pub fn reports(&self) -> Vec<SubtaskReport> {
         let mut jobs = self.jobs.lock().expect("jobs lock");
         jobs.retain(|_, a| {
-            a.ended_at
-                .lock()
-                .expect("ended lock")
-                .is_none_or(|t| t.elapsed() < KEEP_ENDED)
+            a.state
+                .borrow()
+                .ended
+                .as_ref()
+                .is_none_or(|e| e.ended_at.elapsed() < KEEP_ENDED)
         });
         let mut out = Vec::new();
         for (job_id, a) in jobs.iter() {
-            let status = a.status.lock().expect("status lock");
+            let state = a.state.borrow();
             for ((task, subtask), vertices) in &a.chains {
-                let s = status.get(&(*task, *subtask)).cloned().unwrap_or_default();
+                let Some(s) = state.subtasks.get(&(*task, *subtask)) else {
+                    continue;
+                };
                 out.push(SubtaskReport {
                     job_id: job_id.clone(),
                     attempt: a.attempt,
                     task: *task as u32,
                     subtask: *subtask,
-                    state: s.state,
-                    failure: s.failure,
+                    state: s.state as i32,
+                    failure: s.failure.clone().unwrap_or_default(),
                     vertices: vertices
                         .iter()
                         .map(|v| {
@@ -300,41 +386,61 @@ impl DeployedJobs {
 }
 
 /// Records each subtask's end; when the last one has ended (or been cancelled), flushes
-/// the dead-letter file.
+/// the dead-letter file and marks the attempt ended.
 async fn collect_results(
     job: String,
     attempt: u32,
     mut done: mpsc::Receiver<SubtaskDone>,
-    status: Arc<Mutex<BTreeMap<(usize, u32), SubtaskStatus>>>,
-    ended_at: Arc<Mutex<Option<Instant>>>,
+    state: watch::Sender<AttemptState>,
     dead_writer: DeadLetterWriter,
 ) {
     while let Some(d) = done.recv().await {
-        let s = match &d.result {
-            Ok(_) => SubtaskStatus {
-                state: SubtaskState::SubtaskFinished as i32,
-                failure: String::new(),
+        let status = match d.result {
+            Ok(report) => SubtaskStatus {
+                state: SubtaskState::SubtaskFinished,
+                failure: None,
+                report,
             },
             Err(e) => SubtaskStatus {
-                state: SubtaskState::SubtaskFailed as i32,
-                failure: format!("subtask {} of [{}]: {e}", d.id.subtask, d.id.label),
+                state: SubtaskState::SubtaskFailed,
+                failure: Some(format!("subtask {} of [{}]: {e}", d.id.subtask, d.id.label)),
+                report: None,
             },
         };
-        status.lock().expect("status lock").insert((d.id.task, d.id.subtask), s);
+        state.send_modify(|s| {
+            s.subtasks.insert((d.id.task, d.id.subtask), status);
+        });
     }
-    match tokio::task::spawn_blocking(move || dead_writer.finish()).await {
-        Ok(Ok(n)) if n > 0 => tracing::info!(job = %job, attempt, dead_lettered = n, "dead letters written"),
-        Ok(Err(e)) => {
+    let dead_letter_file = dead_writer.path().to_path_buf();
+    let written = tokio::task::spawn_blocking(move || dead_writer.finish())
+        .await
+        .unwrap_or_else(|_| Err(crate::TaskError::Disconnected("dead-letter writer".into())));
+    let dead_lettered = match written {
+        Ok(n) => {
+            if n > 0 {
+                tracing::info!(job = %job, attempt, dead_lettered = n, "dead letters written");
+            }
+            n
+        }
+        Err(e) => {
             // The bad records did not reach their output: the attempt must not count as done.
             tracing::error!(job = %job, attempt, error = %e, "dead-letter output failed");
-            for s in status.lock().expect("status lock").values_mut() {
-                s.state = SubtaskState::SubtaskFailed as i32;
-                s.failure = format!("dead-letter output: {e}");
-            }
+            state.send_modify(|s| {
+                for st in s.subtasks.values_mut() {
+                    st.state = SubtaskState::SubtaskFailed;
+                    st.failure = Some(format!("dead-letter output: {e}"));
+                }
+            });
+            0
         }
-        _ => {}
-    }
-    *ended_at.lock().expect("ended lock") = Some(Instant::now());
+    };
+    state.send_modify(|s| {
+        s.ended = Some(AttemptEnd {
+            dead_lettered,
+            dead_letter_file,
+            ended_at: Instant::now(),
+        })
+    });
 }
 
 fn sanitize(name: &str) -> String {

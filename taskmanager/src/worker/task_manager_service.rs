@@ -14,9 +14,11 @@ use weir_proto::taskmanager::{
 
 use super::deployed_jobs::{DeployError, DeployedJobs};
 use crate::exchange::NETWORK_CREDITS;
+use crate::exchange::inbound_channels::InboundChannels;
 
 pub struct TaskManagerApi {
     pub jobs: DeployedJobs,
+    pub inbound: InboundChannels,
 }
 
 #[tonic::async_trait]
@@ -44,12 +46,7 @@ impl TaskManagerService for TaskManagerApi {
         &self,
         request: Request<Streaming<ExchangeFrame>>,
     ) -> Result<Response<Self::ExchangeStream>, Status> {
-        let credits = self
-            .jobs
-            .exchange()
-            .inbound
-            .accept(request.into_inner(), NETWORK_CREDITS)
-            .await?;
+        let credits = self.inbound.accept(request.into_inner(), NETWORK_CREDITS).await?;
         Ok(Response::new(Box::pin(ReceiverStream::new(credits))))
     }
 }
