@@ -144,6 +144,21 @@ where
     for v in &job.vertices {
         println!("{}", describe_vertex(v));
     }
+    if job.vertices.is_empty() && !job.placement.is_empty() {
+        // No live counters (yet) on this leader; the Raft log still says where it runs.
+        let mut placed: Vec<String> = job
+            .placement
+            .iter()
+            .map(|p| {
+                format!(
+                    "task {} subtask {}@{} slot {}",
+                    p.task, p.subtask, p.task_manager, p.slot
+                )
+            })
+            .collect();
+        placed.dedup();
+        println!("  placement: {}", placed.join(", "));
+    }
     Ok(())
 }
 

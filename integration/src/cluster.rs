@@ -18,6 +18,8 @@ pub struct ClusterSandbox {
     pub dir: tempfile::TempDir,
     pub coordinators: Vec<Coordinator>,
     pub task_managers: Vec<Option<Child>>,
+    /// Extra flags for every `coordinator serve`.
+    serve_args: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -30,6 +32,11 @@ fn free_port() -> u16 {
 impl ClusterSandbox {
     /// Starts `n` coordinators; the first one initializes the group.
     pub fn start(n: u64) -> Self {
+        Self::start_with(n, &[])
+    }
+
+    /// Starts `n` coordinators with extra `serve` flags.
+    pub fn start_with(n: u64, serve_args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let coordinators = (1..=n)
             .map(|id| Coordinator {
@@ -43,6 +50,7 @@ impl ClusterSandbox {
             dir,
             coordinators,
             task_managers: Vec::new(),
+            serve_args: serve_args.iter().map(|s| s.to_string()).collect(),
         };
         for i in 0..n as usize {
             sandbox.start_coordinator(i);
@@ -58,6 +66,7 @@ impl ClusterSandbox {
             .iter()
             .map(|c| format!("{}={}", c.id, c.address))
             .collect();
+        let serve_args = self.serve_args.clone();
         let c = &mut self.coordinators[i];
         let log = std::fs::File::create(self.dir.path().join(format!("coordinator-{}.log", c.id))).expect("log file");
         let mut cmd = Command::new(binary("coordinator"));
@@ -73,6 +82,7 @@ impl ClusterSandbox {
         if c.id == 1 {
             cmd.arg("--init");
         }
+        cmd.args(&serve_args);
         c.process = Some(cmd.spawn().expect("start coordinator"));
     }
 

@@ -233,5 +233,71 @@ fn a_job_restarts_on_the_surviving_task_manager() {
     for line in s.lines().skip(1) {
         assert!(!line.contains("@tm-1"), "nothing runs on the lost task manager: {line}");
     }
+    let logs: String = (1..=3).map(|id| cluster.log(id)).collect();
+    assert!(
+        logs.contains("task manager tm-1 lost"),
+        "the restart is blamed on the lost task manager, not on its echoes"
+    );
     assert_output_exact(&cluster, &out);
+}
+
+#[test]
+fn a_job_waits_in_scheduling_until_enough_slots_exist() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cluster = ClusterSandbox::start(3);
+    cluster.start_task_manager(1);
+    cluster.wait_for_task_managers(1, Duration::from_secs(30));
+    let out = cluster.dir.path().join("out");
+    let spec = keyed_spec(cluster.dir.path(), &out);
+    let all = cluster.addresses();
+    let run = cluster.cli(
+        &[
+            "submit",
+            spec.to_str().unwrap(),
+            "--set",
+            "sources.0.generator.events=200000",
+        ],
+        &all,
+    );
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let job = String::from_utf8_lossy(&run.stdout).trim().to_string();
+    // Parallelism 2 needs two slots; one task manager with one slot is not enough.
+    std::thread::sleep(Duration::from_secs(3));
+    let s = status(&cluster, &all, &job);
+    assert!(first_line(&s).contains("Scheduling"), "{s}");
+    assert!(!out.exists(), "nothing may run before the job is placed");
+
+    cluster.start_task_manager(1);
+    let s = wait_for(&cluster, &all, &job, Duration::from_secs(60), |s| {
+        first_line(s).contains("Finished")
+    });
+    let sink = s.lines().find(|l| l.trim_start().starts_with("hourly")).unwrap();
+    assert!(sink.contains("@tm-0") && sink.contains("@tm-1"), "{sink}");
+}
+
+#[test]
+fn a_job_that_keeps_failing_fails_after_its_restarts() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cluster = ClusterSandbox::start_with(3, &["--max-restarts", "2", "--restart-backoff-ms", "100"]);
+    cluster.start_task_manager(2);
+    cluster.wait_for_task_managers(1, Duration::from_secs(30));
+    // The sink's directory is a regular file: every attempt fails creating its parts.
+    let blocker = cluster.dir.path().join("not-a-directory");
+    std::fs::write(&blocker, b"x").unwrap();
+    let spec = keyed_spec(cluster.dir.path(), &blocker);
+    let all = cluster.addresses();
+    let job = submit(&cluster, &spec);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let s = loop {
+        let s = status(&cluster, &all, &job);
+        if first_line(&s).contains("Failed") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "{s}\n{}", cluster.all_logs());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let line = first_line(&s);
+    assert!(line.contains("attempt 2"), "two restarts, then failed: {line}");
+    assert!(line.contains("not-a-directory"), "the failure names the file: {line}");
+    assert!(line.contains("after 3 attempts"), "{line}");
 }

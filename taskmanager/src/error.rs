@@ -27,6 +27,10 @@ pub enum TaskError {
     },
     #[error("{0} stopped unexpectedly")]
     Disconnected(String),
+    /// Another subtask this one exchanges data with went away: a consequence of a failure
+    /// elsewhere, whose own report says what went wrong.
+    #[error("{0} went away (a consequence of its own failure)")]
+    PeerGone(String),
     #[error("{vertex}: {message}")]
     Invalid { vertex: String, message: String },
     /// A network channel between task managers failed (peer gone, bad frame).
@@ -35,6 +39,11 @@ pub enum TaskError {
 }
 
 impl TaskError {
+    /// Whether this failure is only the echo of another subtask's failure.
+    pub fn is_consequence(&self) -> bool {
+        matches!(self, TaskError::PeerGone(_) | TaskError::Exchange { .. })
+    }
+
     pub fn arrow(vertex: &str, source: arrow::error::ArrowError) -> Self {
         TaskError::Arrow {
             vertex: vertex.to_string(),

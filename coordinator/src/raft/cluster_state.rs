@@ -32,6 +32,18 @@ pub struct JobRecord {
     pub attempt: u32,
     pub failure: Option<String>,
     pub submitted_at_ms: i64,
+    /// Where the current attempt's subtasks run (empty until it is deployed).
+    #[serde(default)]
+    pub placement: Vec<PlacedSubtask>,
+}
+
+/// One subtask of a deployed attempt and the task-manager slot it runs in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacedSubtask {
+    pub task: u32,
+    pub subtask: u32,
+    pub task_manager: String,
+    pub slot: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +59,9 @@ pub enum ClusterCommand {
         state: JobState,
         attempt: u32,
         failure: Option<String>,
+        /// The attempt's placement; kept from before when empty and the attempt is the same.
+        #[serde(default)]
+        placement: Vec<PlacedSubtask>,
     },
     CancelJob {
         job_id: String,
@@ -89,6 +104,7 @@ impl ClusterState {
                         attempt: 0,
                         failure: None,
                         submitted_at_ms: *submitted_at_ms,
+                        placement: Vec::new(),
                     },
                 );
                 CommandOutcome::Applied
@@ -98,12 +114,16 @@ impl ClusterState {
                 state,
                 attempt,
                 failure,
+                placement,
             } => {
                 let Some(job) = self.jobs.get_mut(job_id) else {
                     return CommandOutcome::UnknownJob(job_id.clone());
                 };
                 if job.state.is_terminal() {
                     return CommandOutcome::Ignored(format!("job {job_id} already ended ({:?})", job.state));
+                }
+                if !placement.is_empty() || job.attempt != *attempt {
+                    job.placement = placement.clone();
                 }
                 job.state = *state;
                 job.attempt = *attempt;
@@ -146,6 +166,7 @@ mod tests {
             state: JobState::Finished,
             attempt: 0,
             failure: None,
+            placement: Vec::new(),
         };
         assert_eq!(s.apply(&done), CommandOutcome::Applied);
         assert!(matches!(

@@ -13,8 +13,8 @@ use weir_common::spec_loader::parse_spec;
 use weir_common::validation::validate;
 use weir_proto::job::job_service_server::JobService;
 use weir_proto::job::{
-    CancelRequest, GetRequest, JobState as WireState, JobStatus, ListRequest, ListResponse, SpecError, SubmitRequest,
-    SubmitResponse,
+    CancelRequest, GetRequest, JobState as WireState, JobStatus, ListRequest, ListResponse,
+    PlacedSubtask as WirePlaced, SpecError, SubmitRequest, SubmitResponse,
 };
 
 use crate::raft::cluster_state::{ClusterCommand, CommandOutcome, JobRecord, JobState};
@@ -97,6 +97,16 @@ pub fn to_wire(job: &JobRecord) -> JobStatus {
         vertices: Vec::new(),
         failure: job.failure.clone().unwrap_or_default(),
         submitted_at_ms: job.submitted_at_ms,
+        placement: job
+            .placement
+            .iter()
+            .map(|p| WirePlaced {
+                task: p.task,
+                subtask: p.subtask,
+                task_manager: p.task_manager.clone(),
+                slot: p.slot,
+            })
+            .collect(),
     }
 }
 

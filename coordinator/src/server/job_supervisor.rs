@@ -25,11 +25,11 @@ use weir_proto::job::VertexStatus;
 use weir_proto::taskmanager::task_manager_service_client::TaskManagerServiceClient;
 use weir_proto::taskmanager::{CancelRequest, DeployRequest, SubtaskPlacement};
 
-use crate::raft::cluster_state::{ClusterCommand, JobRecord, JobState};
+use crate::raft::cluster_state::{ClusterCommand, JobRecord, JobState, PlacedSubtask};
 use crate::raft::state_machine::StateMachineStore;
 use crate::raft::types::Raft;
 use crate::scheduler::{FreeSlots, place_in_cluster};
-use crate::server::task_manager_registry::{LOST_AFTER, Registry};
+use crate::server::task_manager_registry::{HEARTBEAT_INTERVAL, LOST_AFTER, Registry};
 
 const TICK: Duration = Duration::from_millis(200);
 /// A new leader waits this long before placing jobs, so that task managers (which follow
@@ -37,6 +37,9 @@ const TICK: Duration = Duration::from_millis(200);
 const REGISTRATION_GRACE: Duration = Duration::from_millis(1500);
 const DEPLOY_TIMEOUT: Duration = Duration::from_secs(30);
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a failure that only echoes a peer's waits for its cause: a failed subtask is
+/// reported within a heartbeat, a lost task manager declared within `LOST_AFTER`.
+const CAUSE_WAIT: Duration = LOST_AFTER.saturating_add(HEARTBEAT_INTERVAL);
 
 /// How often and how soon a failed job is restarted.
 #[derive(Debug, Clone, Copy)]
@@ -96,6 +99,8 @@ enum Phase {
 
 struct Supervised {
     attempt: u32,
+    /// When this attempt's first failure report arrived.
+    first_failure_seen: Option<Instant>,
     /// Failures under this leader, for the back-off.
     failures: u32,
     graph: JobGraph,
@@ -170,6 +175,7 @@ impl JobSupervisor {
             state,
             attempt,
             failure,
+            placement: Vec::new(),
         })
         .await
     }
@@ -218,6 +224,7 @@ impl JobSupervisor {
                 job.to_string(),
                 Supervised {
                     attempt,
+                    first_failure_seen: None,
                     failures: 0,
                     graph,
                     phase: Phase::Waiting {
@@ -311,7 +318,22 @@ impl JobSupervisor {
             return;
         }
         tracing::info!(job, attempt, task_managers = targets.len(), "job deployed");
-        if !self.set_state(job, JobState::Running, attempt, None).await {
+        let running = ClusterCommand::SetJobState {
+            job_id: job.to_string(),
+            state: JobState::Running,
+            attempt,
+            failure: None,
+            placement: placement
+                .iter()
+                .map(|p| PlacedSubtask {
+                    task: p.task,
+                    subtask: p.subtask,
+                    task_manager: p.task_manager_id.clone(),
+                    slot: p.slot,
+                })
+                .collect(),
+        };
+        if !self.write(running).await {
             return;
         }
         if let Some(sup) = self.jobs.get_mut(job) {
@@ -324,23 +346,32 @@ impl JobSupervisor {
         let Phase::Deployed { placement } = &sup.phase else {
             return;
         };
-        let reports = self.registry.reports(job, sup.attempt);
+        let attempt = sup.attempt;
+        let subtasks = placement.len();
+        let task_managers: BTreeSet<String> = placement.iter().map(|p| p.task_manager_id.clone()).collect();
+        let reports = self.registry.reports(job, attempt);
         self.publish_vertices(job, sup, &reports);
-        if let Some((tm, failed)) = reports
-            .iter()
-            .find(|(_, r)| r.state == SubtaskState::SubtaskFailed as i32)
-        {
-            let why = format!("on task manager {tm}: {}", failed.failure);
-            self.fail(job, why).await;
-            return;
+        let failed = |cause: bool| {
+            reports
+                .iter()
+                .find(|(_, r)| r.state == SubtaskState::SubtaskFailed as i32 && (!cause || !r.failure_is_consequence))
+                .map(|(tm, r)| (format!("on task manager {tm}: {}", r.failure), r.failure_is_consequence))
+        };
+        if let Some((why, echo)) = failed(true).or_else(|| failed(false)) {
+            // A failure that only echoes a peer's usually arrives with (or just before) its
+            // cause from another task manager's heartbeat: wait a moment for the cause.
+            let first_seen = self
+                .jobs
+                .get_mut(job)
+                .map(|s| *s.first_failure_seen.get_or_insert_with(Instant::now))
+                .unwrap_or_else(Instant::now);
+            if !echo || first_seen.elapsed() >= CAUSE_WAIT {
+                self.fail(job, why).await;
+                return;
+            }
         }
-        let lost: BTreeSet<&str> = placement
-            .iter()
-            .map(|p| p.task_manager_id.as_str())
-            .filter(|tm| !self.registry.is_alive(tm))
-            .collect();
-        if let Some(tm) = lost.first() {
-            let why = format!("task manager {tm} lost (no heartbeat for {:?})", LOST_AFTER);
+        if let Some(tm) = task_managers.iter().find(|tm| !self.registry.is_alive(tm)) {
+            let why = format!("task manager {tm} lost (no heartbeat for {LOST_AFTER:?})");
             self.fail(job, why).await;
             return;
         }
@@ -348,8 +379,8 @@ impl JobSupervisor {
             .iter()
             .filter(|(_, r)| r.state == SubtaskState::SubtaskFinished as i32)
             .count();
-        if finished == placement.len() && self.set_state(job, JobState::Finished, sup.attempt, None).await {
-            tracing::info!(job, attempt = sup.attempt, "job finished");
+        if finished == subtasks && self.set_state(job, JobState::Finished, attempt, None).await {
+            tracing::info!(job, attempt, "job finished");
             self.jobs.remove(job);
         }
     }
@@ -373,6 +404,7 @@ impl JobSupervisor {
         let backoff = self.policy.backoff(failures);
         if let Some(sup) = self.jobs.get_mut(job) {
             sup.attempt = attempt + 1;
+            sup.first_failure_seen = None;
             sup.failures = failures + 1;
             sup.phase = Phase::Waiting {
                 not_before: Instant::now() + backoff,

@@ -54,7 +54,7 @@ impl InputGate {
                     self.watermarks[channel] = WATERMARK_MAX;
                 }
                 None => {
-                    return Err(TaskError::Disconnected(format!(
+                    return Err(TaskError::PeerGone(format!(
                         "input channel {channel} (closed before its end of stream)"
                     )));
                 }

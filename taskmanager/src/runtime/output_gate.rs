@@ -32,7 +32,7 @@ impl ChannelSender {
             ChannelSender::Local(ch) => ch
                 .send(ev)
                 .await
-                .map_err(|_| TaskError::Disconnected(format!("consumer '{consumer}'"))),
+                .map_err(|_| TaskError::PeerGone(format!("consumer '{consumer}'"))),
             ChannelSender::Remote(r) => r.send(&ev).await,
         }
     }

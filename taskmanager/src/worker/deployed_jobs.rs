@@ -65,6 +65,8 @@ pub enum Placed {
 pub struct SubtaskStatus {
     pub state: SubtaskState,
     pub failure: Option<String>,
+    /// The failure only echoes another subtask's failure.
+    pub consequence: bool,
     /// What the subtask's sink committed, when it ends in one and finished.
     pub report: Option<SinkReport>,
 }
@@ -88,8 +90,13 @@ pub struct AttemptState {
 }
 
 impl AttemptState {
+    /// A failure here, the cause rather than its echoes when both are present.
     pub fn failure(&self) -> Option<&str> {
-        self.subtasks.values().find_map(|s| s.failure.as_deref())
+        let failed = || self.subtasks.values().filter(|s| s.failure.is_some());
+        failed()
+            .find(|s| !s.consequence)
+            .or_else(|| failed().next())
+            .and_then(|s| s.failure.as_deref())
     }
 }
 
@@ -261,6 +268,7 @@ impl DeployedJobs {
                         SubtaskStatus {
                             state: SubtaskState::SubtaskRunning,
                             failure: None,
+                            consequence: false,
                             report: None,
                         },
                     )
@@ -364,6 +372,7 @@ impl DeployedJobs {
                     subtask: *subtask,
                     state: s.state as i32,
                     failure: s.failure.clone().unwrap_or_default(),
+                    failure_is_consequence: s.consequence,
                     vertices: vertices
                         .iter()
                         .map(|v| {
@@ -399,11 +408,13 @@ async fn collect_results(
             Ok(report) => SubtaskStatus {
                 state: SubtaskState::SubtaskFinished,
                 failure: None,
+                consequence: false,
                 report,
             },
             Err(e) => SubtaskStatus {
                 state: SubtaskState::SubtaskFailed,
                 failure: Some(format!("subtask {} of [{}]: {e}", d.id.subtask, d.id.label)),
+                consequence: e.is_consequence(),
                 report: None,
             },
         };
@@ -429,6 +440,7 @@ async fn collect_results(
                 for st in s.subtasks.values_mut() {
                     st.state = SubtaskState::SubtaskFailed;
                     st.failure = Some(format!("dead-letter output: {e}"));
+                    st.consequence = false;
                 }
             });
             0
