@@ -88,6 +88,19 @@ fn start_cluster() -> ClusterSandbox {
     cluster
 }
 
+/// A cluster running the keyed W2 job, once it has read its first records: the cluster,
+/// the job's output directory and its id.
+fn start_keyed_job() -> (ClusterSandbox, PathBuf, String) {
+    let cluster = start_cluster();
+    let out = cluster.dir.path().join("out");
+    let spec = keyed_spec(cluster.dir.path(), &out);
+    let job = submit(&cluster, &spec);
+    wait_for(&cluster, &cluster.addresses(), &job, Duration::from_secs(60), |s| {
+        first_line(s).contains("Running") && records_read(s) > 0
+    });
+    (cluster, out, job)
+}
+
 fn submit(cluster: &ClusterSandbox, spec: &Path) -> String {
     let out = cluster.cli(&["submit", spec.to_str().unwrap()], &cluster.addresses());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -177,14 +190,8 @@ fn keyed_w2_across_two_task_managers_matches_the_local_run() {
 #[test]
 fn a_job_survives_the_loss_of_the_leader() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let mut cluster = start_cluster();
-    let out = cluster.dir.path().join("out");
-    let spec = keyed_spec(cluster.dir.path(), &out);
-    let job = submit(&cluster, &spec);
+    let (mut cluster, out, job) = start_keyed_job();
     let all = cluster.addresses();
-    wait_for(&cluster, &all, &job, Duration::from_secs(60), |s| {
-        first_line(s).contains("Running") && records_read(s) > 0
-    });
 
     let leader = String::from_utf8_lossy(&cluster.cli(&["list"], &all).stdout)
         .lines()
@@ -216,14 +223,8 @@ fn a_job_survives_the_loss_of_the_leader() {
 #[test]
 fn a_job_restarts_on_the_surviving_task_manager() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let mut cluster = start_cluster();
-    let out = cluster.dir.path().join("out");
-    let spec = keyed_spec(cluster.dir.path(), &out);
-    let job = submit(&cluster, &spec);
+    let (mut cluster, out, job) = start_keyed_job();
     let all = cluster.addresses();
-    wait_for(&cluster, &all, &job, Duration::from_secs(60), |s| {
-        first_line(s).contains("Running") && records_read(s) > 0
-    });
     cluster.kill_task_manager(1);
 
     let s = wait_for(&cluster, &all, &job, Duration::from_secs(180), |s| {

@@ -10,6 +10,7 @@ pub mod formats;
 pub mod leader_client;
 pub mod operators;
 pub mod runtime;
+pub mod shutdown_signal;
 pub mod worker;
 
 pub use error::TaskError;

@@ -15,6 +15,7 @@ use weir_taskmanager::exchange::{CONNECTION_WINDOW, KEEP_ALIVE_INTERVAL, KEEP_AL
 use weir_taskmanager::leader_client::LeaderClient;
 use weir_taskmanager::runtime::job_deployment::Exchange;
 use weir_taskmanager::runtime::slot_pool::SlotPool;
+use weir_taskmanager::shutdown_signal::shutdown_signal;
 use weir_taskmanager::worker::deployed_jobs::DeployedJobs;
 use weir_taskmanager::worker::heartbeat::Heartbeat;
 use weir_taskmanager::worker::task_manager_service::TaskManagerApi;
@@ -141,12 +142,4 @@ async fn run(args: Args) -> anyhow::Result<()> {
         beat = heartbeat.run(LeaderClient::new(args.coordinators.clone())?) => beat?,
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

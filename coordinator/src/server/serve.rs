@@ -16,6 +16,7 @@ use openraft::BasicNode;
 use weir_proto::cluster::task_manager_registry_server::TaskManagerRegistryServer;
 use weir_proto::job::job_service_server::JobServiceServer;
 use weir_proto::raft::raft_service_server::RaftServiceServer;
+use weir_taskmanager::shutdown_signal::shutdown_signal;
 
 use crate::raft::network::{GrpcNetwork, RaftRpcService};
 use crate::raft::storage;
@@ -103,12 +104,4 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
     supervising.abort();
     raft.shutdown().await.ok();
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
