@@ -302,3 +302,25 @@ fn a_job_that_keeps_failing_fails_after_its_restarts() {
     assert!(line.contains("not-a-directory"), "the failure names the file: {line}");
     assert!(line.contains("after 3 attempts"), "{line}");
 }
+
+#[test]
+fn cancelling_a_running_job_stops_its_subtasks_and_their_files() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (cluster, out, job) = start_keyed_job();
+    let all = cluster.addresses();
+    let cancel = cluster.cli(&["cancel", &job], &all);
+    assert!(cancel.status.success(), "{}", String::from_utf8_lossy(&cancel.stderr));
+    assert!(String::from_utf8_lossy(&cancel.stdout).contains("Cancelled"));
+    // The leader stops the subtasks on its next round; then nothing changes any more.
+    std::thread::sleep(Duration::from_secs(2));
+    let files = files_below(&out);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(files, files_below(&out), "files still change after the cancel");
+    let hidden: Vec<&PathBuf> = files
+        .iter()
+        .filter(|f| f.file_name().unwrap().to_str().unwrap().starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "a cancelled part must not stay in progress: {hidden:?}");
+    let s = status(&cluster, &all, &job);
+    assert!(first_line(&s).contains("Cancelled"), "{s}");
+}
