@@ -320,7 +320,10 @@ fn cancelling_a_running_job_stops_its_subtasks_and_their_files() {
         .iter()
         .filter(|f| f.file_name().unwrap().to_str().unwrap().starts_with('.'))
         .collect();
-    assert!(hidden.is_empty(), "a cancelled part must not stay in progress: {hidden:?}");
+    assert!(
+        hidden.is_empty(),
+        "a cancelled part must not stay in progress: {hidden:?}"
+    );
     let s = status(&cluster, &all, &job);
     assert!(first_line(&s).contains("Cancelled"), "{s}");
 }
