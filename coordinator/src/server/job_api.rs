@@ -150,14 +150,20 @@ impl JobService for JobApi {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
+        // Claimed before the write, so the supervisor never sees the job unclaimed.
         self.supervisor.claim(&job_id);
-        self.write(ClusterCommand::SubmitJob {
-            job_id: job_id.clone(),
-            name: spec.name.clone(),
-            spec_json,
-            submitted_at_ms,
-        })
-        .await?;
+        let written = self
+            .write(ClusterCommand::SubmitJob {
+                job_id: job_id.clone(),
+                name: spec.name.clone(),
+                spec_json,
+                submitted_at_ms,
+            })
+            .await;
+        if let Err(e) = written {
+            self.supervisor.unclaim(&job_id);
+            return Err(e);
+        }
         Ok(Response::new(SubmitResponse {
             job_id,
             errors: Vec::new(),

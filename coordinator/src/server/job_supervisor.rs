@@ -82,6 +82,11 @@ impl SupervisorHandle {
         self.claims.lock().expect("claims lock").insert(job_id.to_string());
     }
 
+    /// Withdraws a claim whose job was never written.
+    pub fn unclaim(&self, job_id: &str) {
+        self.claims.lock().expect("claims lock").remove(job_id);
+    }
+
     pub fn vertices(&self, job_id: &str) -> Vec<VertexStatus> {
         self.vertices
             .lock()
@@ -152,7 +157,15 @@ impl JobSupervisor {
                 continue;
             }
             let since = *self.leader_since.get_or_insert_with(Instant::now);
-            let records: Vec<JobRecord> = self.state.read(|d| d.cluster.jobs.values().cloned().collect());
+            // Ended jobs matter only while this leader still has their subtasks to stop.
+            let records: Vec<JobRecord> = self.state.read(|d| {
+                d.cluster
+                    .jobs
+                    .values()
+                    .filter(|j| !j.state.is_terminal() || self.jobs.contains_key(&j.job_id))
+                    .cloned()
+                    .collect()
+            });
             for record in records {
                 self.supervise(&record, since).await;
             }
@@ -214,8 +227,14 @@ impl JobSupervisor {
             } else {
                 // Another leader may have deployed this attempt: start a new one.
                 let next = record.attempt + 1;
-                let why = "restarted by a new coordinator leader".to_string();
-                if !self.set_state(job, JobState::Restarting, next, Some(why)).await {
+                let (state, why) = match record.state {
+                    JobState::Scheduling => (JobState::Scheduling, None),
+                    _ => (
+                        JobState::Restarting,
+                        Some("restarted by a new coordinator leader".to_string()),
+                    ),
+                };
+                if !self.set_state(job, state, next, why).await {
                     return;
                 }
                 next

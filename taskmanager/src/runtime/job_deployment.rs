@@ -66,6 +66,7 @@ pub struct Exchange {
 }
 
 /// Where a subtask runs.
+#[derive(Clone)]
 pub enum SubtaskLocation {
     /// On this task manager, on that slot.
     Local(ArbiterHandle),

@@ -248,10 +248,7 @@ impl DeployedJobs {
             channel_capacity: DEFAULT_CHANNEL_CAPACITY,
             exchange: self.exchange.clone(),
         };
-        let place = |task: usize, subtask: u32| match &locations[&(task, subtask)] {
-            SubtaskLocation::Local(h) => SubtaskLocation::Local(h.clone()),
-            SubtaskLocation::Remote(a) => SubtaskLocation::Remote(a.clone()),
-        };
+        let place = |task: usize, subtask: u32| locations[&(task, subtask)].clone();
         let actors = deploy(graph, &place, &ctx).map_err(|source| DeployError::Task {
             job: job.to_string(),
             source,
