@@ -120,6 +120,7 @@ async fn forward(
                 }
             },
             Some(Kind::Watermark(wm)) => StreamEvent::Watermark(wm),
+            Some(Kind::Barrier(id)) => StreamEvent::Barrier(id),
             Some(Kind::EndOfStream(_)) => StreamEvent::EndOfStream,
             Some(Kind::Header(_)) | None => {
                 tracing::error!(channel = %key, "unexpected frame");

@@ -96,6 +96,7 @@ impl RemoteSender {
                 message: format!("encoding a batch: {e}"),
             })?),
             StreamEvent::Watermark(wm) => Kind::Watermark(*wm),
+            StreamEvent::Barrier(id) => Kind::Barrier(*id),
             StreamEvent::EndOfStream => Kind::EndOfStream(true),
         };
         match self.credits.acquire().await {

@@ -4,6 +4,13 @@
 //! that closes without an end-of-stream event means its producer failed (or, across the
 //! network, its task manager was lost): the gate fails rather than finish with part of
 //! the input.
+//!
+//! Checkpoint barriers are aligned here: a channel that delivered `Barrier(n)` is not read
+//! again until every other open channel has delivered it too; then the gate emits
+//! `Barrier(n)` once. Events after the barrier wait in their (bounded) channels, so the
+//! subtask's state at the barrier holds exactly what came before it on every input. A
+//! newer barrier arriving during an alignment abandons the older checkpoint (it was
+//! aborted upstream); an older one is ignored.
 
 use std::future::poll_fn;
 use std::task::Poll;
@@ -14,6 +21,12 @@ use weir_common::event_time::{WATERMARK_MAX, WATERMARK_MIN};
 use crate::error::TaskError;
 use crate::runtime::stream_event::StreamEvent;
 
+/// A barrier being aligned: its checkpoint id and which channels delivered it.
+struct Alignment {
+    id: u64,
+    arrived: Vec<bool>,
+}
+
 pub struct InputGate {
     channels: Vec<mpsc::Receiver<StreamEvent>>,
     watermarks: Vec<i64>,
@@ -21,6 +34,9 @@ pub struct InputGate {
     current: i64,
     next_poll: usize,
     finished: bool,
+    aligning: Option<Alignment>,
+    /// The newest checkpoint whose barrier this gate emitted (or abandoned).
+    last_barrier: Option<u64>,
 }
 
 impl InputGate {
@@ -33,11 +49,13 @@ impl InputGate {
             current: WATERMARK_MIN,
             next_poll: 0,
             finished: false,
+            aligning: None,
+            last_barrier: None,
         }
     }
 
-    /// The next events for the chain: a batch, an advanced watermark, or the end.
-    /// Returns an empty vector when the gate has finished.
+    /// The next events for the chain: a batch, an advanced watermark, an aligned barrier,
+    /// or the end. Returns an empty vector when the gate has finished.
     pub async fn next(&mut self) -> Result<Vec<StreamEvent>, TaskError> {
         loop {
             if self.finished {
@@ -49,6 +67,7 @@ impl InputGate {
                 Some(StreamEvent::Watermark(wm)) => {
                     self.watermarks[channel] = self.watermarks[channel].max(wm);
                 }
+                Some(StreamEvent::Barrier(id)) => self.on_barrier(channel, id),
                 Some(StreamEvent::EndOfStream) => {
                     self.ended[channel] = true;
                     self.watermarks[channel] = WATERMARK_MAX;
@@ -60,6 +79,9 @@ impl InputGate {
                 }
             }
             let mut out = Vec::new();
+            if let Some(id) = self.aligned() {
+                out.push(StreamEvent::Barrier(id));
+            }
             let min = self.watermarks.iter().copied().min().unwrap_or(WATERMARK_MAX);
             if min > self.current {
                 self.current = min;
@@ -75,12 +97,49 @@ impl InputGate {
         }
     }
 
+    fn on_barrier(&mut self, channel: usize, id: u64) {
+        if self.last_barrier.is_some_and(|last| id <= last) {
+            return;
+        }
+        match &mut self.aligning {
+            Some(a) if a.id == id => a.arrived[channel] = true,
+            Some(a) if a.id > id => {}
+            _ => {
+                if let Some(old) = &self.aligning {
+                    tracing::warn!(abandoned = old.id, newer = id, "checkpoint barrier overtaken by a newer one");
+                }
+                let mut arrived = vec![false; self.channels.len()];
+                arrived[channel] = true;
+                self.aligning = Some(Alignment { id, arrived });
+            }
+        }
+    }
+
+    /// The checkpoint whose barrier every open channel has now delivered, if any; the
+    /// channels are read again from here on.
+    fn aligned(&mut self) -> Option<u64> {
+        let a = self.aligning.as_ref()?;
+        let complete = a.arrived.iter().zip(&self.ended).all(|(arrived, ended)| *arrived || *ended);
+        if !complete {
+            return None;
+        }
+        let id = a.id;
+        self.aligning = None;
+        self.last_barrier = Some(id);
+        Some(id)
+    }
+
+    /// Whether channel `i` may be read now (open, and not holding back after a barrier).
+    fn readable(&self, i: usize) -> bool {
+        !self.ended[i] && !self.aligning.as_ref().is_some_and(|a| a.arrived[i])
+    }
+
     async fn recv_any(&mut self) -> (usize, Option<StreamEvent>) {
         poll_fn(|cx| {
             let n = self.channels.len();
             for k in 0..n {
                 let i = (self.next_poll + k) % n;
-                if self.ended[i] {
+                if !self.readable(i) {
                     continue;
                 }
                 if let Poll::Ready(ev) = self.channels[i].poll_recv(cx) {
@@ -120,6 +179,100 @@ mod tests {
             "{ev:?}"
         );
         assert!(gate.next().await.unwrap().is_empty());
+    }
+
+    fn batch(v: i32) -> StreamEvent {
+        use std::sync::Arc;
+
+        use arrow::array::Int32Array;
+        use arrow::datatypes::{DataType, Field, Schema};
+        use arrow::record_batch::RecordBatch;
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int32, false)]));
+        StreamEvent::Data(RecordBatch::try_new(schema, vec![Arc::new(Int32Array::from(vec![v]))]).unwrap())
+    }
+
+    fn value(ev: &StreamEvent) -> Option<i32> {
+        match ev {
+            StreamEvent::Data(b) => Some(
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int32Array>()
+                    .unwrap()
+                    .value(0),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Reads everything the gate gives until `until` matches or the gate ends.
+    async fn drain(gate: &mut InputGate, until: impl Fn(&StreamEvent) -> bool) -> Vec<StreamEvent> {
+        let mut seen = Vec::new();
+        loop {
+            let events = gate.next().await.unwrap();
+            if events.is_empty() {
+                return seen;
+            }
+            let stop = events.iter().any(&until);
+            seen.extend(events);
+            if stop {
+                return seen;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_barrier_is_emitted_once_after_every_channel_delivered_it() {
+        let (tx0, rx0) = mpsc::channel(8);
+        let (tx1, rx1) = mpsc::channel(8);
+        let mut gate = InputGate::new(vec![rx0, rx1]);
+        // Channel 0 is ahead: its barrier and what follows arrive before channel 1's.
+        for ev in [batch(1), StreamEvent::Barrier(7), batch(2), batch(3)] {
+            tx0.send(ev).await.unwrap();
+        }
+        for ev in [batch(10), batch(11), StreamEvent::Barrier(7), batch(12)] {
+            tx1.send(ev).await.unwrap();
+        }
+        let seen = drain(&mut gate, |e| matches!(e, StreamEvent::Barrier(_))).await;
+        let before: Vec<i32> = seen.iter().filter_map(value).collect();
+        let mut sorted = before.clone();
+        sorted.sort();
+        assert_eq!(sorted, vec![1, 10, 11], "exactly the pre-barrier records come first: {seen:?}");
+        assert!(matches!(seen.last(), Some(StreamEvent::Barrier(7))));
+        drop((tx0, tx1));
+        let mut after = Vec::new();
+        for _ in 0..3 {
+            after.extend(gate.next().await.unwrap().iter().filter_map(value));
+        }
+        after.sort();
+        assert_eq!(after, vec![2, 3, 12]);
+    }
+
+    #[tokio::test]
+    async fn an_ended_channel_does_not_hold_a_barrier_back_and_a_newer_barrier_wins() {
+        let (tx0, rx0) = mpsc::channel(8);
+        let (tx1, rx1) = mpsc::channel(8);
+        let (tx2, rx2) = mpsc::channel(8);
+        let mut gate = InputGate::new(vec![rx0, rx1, rx2]);
+        tx2.send(StreamEvent::EndOfStream).await.unwrap();
+        tx0.send(StreamEvent::Barrier(1)).await.unwrap();
+        // Checkpoint 1 was aborted before channel 1 saw it; checkpoint 2 overtakes it.
+        tx1.send(StreamEvent::Barrier(2)).await.unwrap();
+        tx0.send(StreamEvent::Barrier(2)).await.unwrap();
+        let seen = drain(&mut gate, |e| matches!(e, StreamEvent::Barrier(_))).await;
+        let barriers: Vec<u64> = seen
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::Barrier(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(barriers, vec![2], "{seen:?}");
+        // A late copy of the abandoned barrier is ignored.
+        tx1.send(StreamEvent::Barrier(1)).await.unwrap();
+        tx0.send(StreamEvent::EndOfStream).await.unwrap();
+        tx1.send(StreamEvent::EndOfStream).await.unwrap();
+        let rest = drain(&mut gate, |e| matches!(e, StreamEvent::EndOfStream)).await;
+        assert!(!rest.iter().any(|e| matches!(e, StreamEvent::Barrier(_))), "{rest:?}");
     }
 
     #[tokio::test]

@@ -16,4 +16,12 @@ pub trait Operator: Send {
         out.push(StreamEvent::Watermark(watermark));
         Ok(())
     }
+
+    /// Checkpoint `id`'s barrier reached this operator, aligned over its inputs: its state
+    /// now is exactly the state after every event before the barrier. Stateful operators
+    /// snapshot here; the barrier then travels on.
+    fn on_barrier(&mut self, id: u64, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
+        out.push(StreamEvent::Barrier(id));
+        Ok(())
+    }
 }

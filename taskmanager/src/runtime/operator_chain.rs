@@ -38,6 +38,7 @@ impl OperatorChain {
                         op.metrics.set_watermark(wm);
                         op.operator.on_watermark(wm, &mut out)?;
                     }
+                    StreamEvent::Barrier(id) => op.operator.on_barrier(id, &mut out)?,
                     StreamEvent::EndOfStream => out.push(StreamEvent::EndOfStream),
                 }
                 SubtaskMetrics::add(&op.metrics.records_out, rows(&out[before..]));

@@ -7,6 +7,9 @@ pub enum StreamEvent {
     Data(RecordBatch),
     /// No later event on this channel has an event time at or below this.
     Watermark(i64),
+    /// Checkpoint `n`: everything before it on this channel belongs to checkpoint n,
+    /// everything after it to later ones.
+    Barrier(u64),
     /// The producer finished; nothing follows.
     EndOfStream,
 }

@@ -128,7 +128,7 @@ impl Sink for ParquetSink {
                         self.metrics.set_watermark(wm);
                         self.writer.on_watermark(wm)?;
                     }
-                    StreamEvent::EndOfStream => {}
+                    StreamEvent::Barrier(_) | StreamEvent::EndOfStream => {}
                 }
                 if self.last_rollover_check.elapsed() >= ROLLOVER_CHECK {
                     self.last_rollover_check = Instant::now();
