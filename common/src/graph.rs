@@ -121,6 +121,7 @@ pub struct JobGraph {
     pub edges: Vec<Edge>,
     pub tasks: Vec<Task>,
     pub dead_letter_path: Option<String>,
+    pub checkpoint: Option<crate::spec::CheckpointSpec>,
 }
 
 impl JobGraph {

@@ -38,6 +38,23 @@ pub struct JobSpec {
     /// Where records that cannot be parsed go. Defaults to `<workdir>/dead-letter`.
     #[serde(default)]
     pub dead_letter: Option<DeadLetterSpec>,
+    /// Periodic checkpoints (cluster jobs); none when absent.
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointSpec>,
+}
+
+/// How often the leader starts a checkpoint, and how long one may take before it is
+/// abandoned (the next one then starts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    pub interval_ms: u64,
+    #[serde(default = "default_checkpoint_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_checkpoint_timeout_ms() -> u64 {
+    600_000
 }
 
 /// A source: exactly one connector field (`generator` or `file`).

@@ -19,6 +19,8 @@ use crate::spec::{
 use crate::spec_error::{SpecError, SpecErrors};
 
 const MAX_MAX_PARALLELISM: u32 = 32_768;
+/// Below this, barriers would follow each other faster than a heartbeat reports them.
+const MIN_CHECKPOINT_INTERVAL_MS: u64 = 100;
 
 /// Validates a spec and builds its graph.
 pub fn validate(spec: &JobSpec) -> Result<JobGraph, SpecErrors> {
@@ -42,6 +44,7 @@ pub fn validate(spec: &JobSpec) -> Result<JobGraph, SpecErrors> {
         edges,
         tasks,
         dead_letter_path: spec.dead_letter.as_ref().map(|d| d.path.clone()),
+        checkpoint: spec.checkpoint.clone(),
     })
 }
 
@@ -109,6 +112,17 @@ impl<'a> Validator<'a> {
             );
         }
         self.check_parallelism("parallelism", spec.parallelism);
+        if let Some(c) = &spec.checkpoint {
+            if c.interval_ms < MIN_CHECKPOINT_INTERVAL_MS {
+                self.err(
+                    "checkpoint.interval_ms",
+                    format!("must be at least {MIN_CHECKPOINT_INTERVAL_MS}"),
+                );
+            }
+            if c.timeout_ms == 0 {
+                self.err("checkpoint.timeout_ms", "must be positive");
+            }
+        }
         if spec.sources.is_empty() {
             self.err("sources", "a job needs at least one source");
         }

@@ -144,6 +144,16 @@ where
     for v in &job.vertices {
         println!("{}", describe_vertex(v));
     }
+    if let Some(last) = job.checkpoints.last() {
+        let ids: Vec<String> = job.checkpoints.iter().map(|c| c.id.to_string()).collect();
+        println!(
+            "  checkpoints: last {} (attempt {}, {} ms); kept: {}",
+            last.id,
+            last.attempt,
+            last.duration_ms,
+            ids.join(" ")
+        );
+    }
     if job.vertices.is_empty() && !job.placement.is_empty() {
         // No live counters (yet) on this leader; the Raft log still says where it runs.
         let mut placed: Vec<String> = job

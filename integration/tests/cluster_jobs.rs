@@ -327,3 +327,47 @@ fn cancelling_a_running_job_stops_its_subtasks_and_their_files() {
     let s = status(&cluster, &all, &job);
     assert!(first_line(&s).contains("Cancelled"), "{s}");
 }
+
+#[test]
+fn checkpoints_complete_while_the_job_runs_and_leave_the_output_exact() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = start_cluster();
+    let out = cluster.dir.path().join("out");
+    let spec = keyed_spec(cluster.dir.path(), &out);
+    let all = cluster.addresses();
+    // Slow the sources down so that the job runs for several checkpoint intervals.
+    let run = cluster.cli(
+        &[
+            "submit",
+            spec.to_str().unwrap(),
+            "--set",
+            "checkpoint.interval_ms=300",
+            "--set",
+            "sources.0.generator.batch_size=1024",
+            "--wait",
+        ],
+        &all,
+    );
+    assert!(
+        run.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&run.stderr),
+        cluster.all_logs()
+    );
+    let job = String::from_utf8_lossy(&run.stdout).trim().to_string();
+    let s = status(&cluster, &all, &job);
+    let line = s
+        .lines()
+        .find(|l| l.trim_start().starts_with("checkpoints:"))
+        .unwrap_or_else(|| panic!("no checkpoint completed:\n{s}\n{}", cluster.all_logs()));
+    let ids: Vec<u64> = line
+        .rsplit_once("kept: ")
+        .unwrap()
+        .1
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(ids.len() >= 2, "{line}");
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids only grow: {line}");
+    assert_output_exact(&cluster, &out);
+}

@@ -35,6 +35,20 @@ pub struct JobRecord {
     /// Where the current attempt's subtasks run (empty until it is deployed).
     #[serde(default)]
     pub placement: Vec<PlacedSubtask>,
+    /// The latest completed checkpoints, oldest first (at most `KEEP_CHECKPOINTS`).
+    #[serde(default)]
+    pub checkpoints: Vec<CompletedCheckpoint>,
+}
+
+/// How many completed checkpoints a job record keeps.
+pub const KEEP_CHECKPOINTS: usize = 10;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletedCheckpoint {
+    pub id: u64,
+    pub attempt: u32,
+    pub duration_ms: u64,
+    pub completed_at_ms: i64,
 }
 
 /// One subtask of a deployed attempt and the task-manager slot it runs in.
@@ -65,6 +79,11 @@ pub enum ClusterCommand {
     },
     CancelJob {
         job_id: String,
+    },
+    /// Every subtask of the attempt acknowledged the checkpoint.
+    CompleteCheckpoint {
+        job_id: String,
+        checkpoint: CompletedCheckpoint,
     },
 }
 
@@ -105,6 +124,7 @@ impl ClusterState {
                         failure: None,
                         submitted_at_ms: *submitted_at_ms,
                         placement: Vec::new(),
+                        checkpoints: Vec::new(),
                     },
                 );
                 CommandOutcome::Applied
@@ -128,6 +148,24 @@ impl ClusterState {
                 job.state = *state;
                 job.attempt = *attempt;
                 job.failure = failure.clone();
+                CommandOutcome::Applied
+            }
+            ClusterCommand::CompleteCheckpoint { job_id, checkpoint } => {
+                let Some(job) = self.jobs.get_mut(job_id) else {
+                    return CommandOutcome::UnknownJob(job_id.clone());
+                };
+                if job.state.is_terminal() || job.attempt != checkpoint.attempt {
+                    return CommandOutcome::Ignored(format!(
+                        "checkpoint {} of attempt {} of job {job_id}: the job moved on",
+                        checkpoint.id, checkpoint.attempt
+                    ));
+                }
+                if job.checkpoints.last().is_some_and(|c| c.id >= checkpoint.id) {
+                    return CommandOutcome::Ignored(format!("checkpoint {} is not newer", checkpoint.id));
+                }
+                job.checkpoints.push(checkpoint.clone());
+                let excess = job.checkpoints.len().saturating_sub(KEEP_CHECKPOINTS);
+                job.checkpoints.drain(..excess);
                 CommandOutcome::Applied
             }
             ClusterCommand::CancelJob { job_id } => {

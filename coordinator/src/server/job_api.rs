@@ -13,8 +13,8 @@ use weir_common::spec_loader::parse_spec;
 use weir_common::validation::validate;
 use weir_proto::job::job_service_server::JobService;
 use weir_proto::job::{
-    CancelRequest, GetRequest, JobState as WireState, JobStatus, ListRequest, ListResponse,
-    PlacedSubtask as WirePlaced, SpecError, SubmitRequest, SubmitResponse,
+    CancelRequest, CompletedCheckpoint as WireCheckpoint, GetRequest, JobState as WireState, JobStatus, ListRequest,
+    ListResponse, PlacedSubtask as WirePlaced, SpecError, SubmitRequest, SubmitResponse,
 };
 
 use crate::raft::cluster_state::{ClusterCommand, CommandOutcome, JobRecord, JobState};
@@ -105,6 +105,16 @@ pub fn to_wire(job: &JobRecord) -> JobStatus {
                 subtask: p.subtask,
                 task_manager: p.task_manager.clone(),
                 slot: p.slot,
+            })
+            .collect(),
+        checkpoints: job
+            .checkpoints
+            .iter()
+            .map(|c| WireCheckpoint {
+                id: c.id,
+                attempt: c.attempt,
+                duration_ms: c.duration_ms,
+                completed_at_ms: c.completed_at_ms,
             })
             .collect(),
     }

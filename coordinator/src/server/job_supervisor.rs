@@ -23,9 +23,9 @@ use weir_common::validation::validate;
 use weir_proto::cluster::SubtaskState;
 use weir_proto::job::VertexStatus;
 use weir_proto::taskmanager::task_manager_service_client::TaskManagerServiceClient;
-use weir_proto::taskmanager::{CancelRequest, DeployRequest, SubtaskPlacement};
+use weir_proto::taskmanager::{CancelRequest, DeployRequest, SubtaskPlacement, TriggerCheckpointRequest};
 
-use crate::raft::cluster_state::{ClusterCommand, JobRecord, JobState, PlacedSubtask};
+use crate::raft::cluster_state::{ClusterCommand, CompletedCheckpoint, JobRecord, JobState, PlacedSubtask};
 use crate::raft::state_machine::StateMachineStore;
 use crate::raft::types::Raft;
 use crate::scheduler::{FreeSlots, place_in_cluster};
@@ -37,6 +37,7 @@ const TICK: Duration = Duration::from_millis(200);
 const REGISTRATION_GRACE: Duration = Duration::from_millis(1500);
 const DEPLOY_TIMEOUT: Duration = Duration::from_secs(30);
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(15);
+const TRIGGER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a failure that only echoes a peer's waits for its cause: a failed subtask is
 /// reported within a heartbeat, a lost task manager declared within `LOST_AFTER`.
 const CAUSE_WAIT: Duration = LOST_AFTER.saturating_add(HEARTBEAT_INTERVAL);
@@ -102,8 +103,16 @@ enum Phase {
     Deployed { placement: Vec<SubtaskPlacement> },
 }
 
+/// The checkpoints of a deployed attempt: the next id, and the one in flight.
+struct CheckpointClock {
+    next_id: u64,
+    in_flight: Option<(u64, Instant)>,
+    next_trigger: Instant,
+}
+
 struct Supervised {
     attempt: u32,
+    checkpoints: CheckpointClock,
     /// When this attempt's first failure report arrived.
     first_failure_seen: Option<Instant>,
     /// Failures under this leader, for the back-off.
@@ -243,6 +252,12 @@ impl JobSupervisor {
                 job.to_string(),
                 Supervised {
                     attempt,
+                    checkpoints: CheckpointClock {
+                        // Ids keep growing across attempts and leaders.
+                        next_id: record.checkpoints.last().map_or(1, |c| c.id + 1),
+                        in_flight: None,
+                        next_trigger: Instant::now(),
+                    },
                     first_failure_seen: None,
                     failures: 0,
                     graph,
@@ -357,6 +372,9 @@ impl JobSupervisor {
         }
         if let Some(sup) = self.jobs.get_mut(job) {
             sup.phase = Phase::Deployed { placement };
+            let interval = sup.graph.checkpoint.as_ref().map(|c| c.interval_ms).unwrap_or(0);
+            sup.checkpoints.in_flight = None;
+            sup.checkpoints.next_trigger = Instant::now() + Duration::from_millis(interval);
         }
     }
 
@@ -401,6 +419,102 @@ impl JobSupervisor {
         if finished == subtasks && self.set_state(job, JobState::Finished, attempt, None).await {
             tracing::info!(job, attempt, "job finished");
             self.jobs.remove(job);
+            return;
+        }
+        let running = reports
+            .iter()
+            .filter(|(_, r)| r.state == SubtaskState::SubtaskRunning as i32)
+            .count();
+        if running == subtasks {
+            let acknowledged = reports
+                .iter()
+                .map(|(_, r)| r.checkpoint_acknowledged)
+                .min()
+                .unwrap_or(0);
+            self.checkpoint(job, acknowledged).await;
+        }
+    }
+
+    /// Completes the checkpoint in flight once every subtask acknowledged it, abandons it
+    /// after its timeout, and triggers the next one when it is due. Checkpoints run only
+    /// while every subtask runs (a finished subtask acknowledges nothing more).
+    async fn checkpoint(&mut self, job: &str, acknowledged: u64) {
+        let Some(sup) = self.jobs.get(job) else { return };
+        let Some(config) = sup.graph.checkpoint.clone() else {
+            return;
+        };
+        let attempt = sup.attempt;
+        if let Some((id, started)) = sup.checkpoints.in_flight {
+            if acknowledged >= id {
+                let completed_at_ms = chrono::Utc::now().timestamp_millis();
+                let checkpoint = CompletedCheckpoint {
+                    id,
+                    attempt,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                    completed_at_ms,
+                };
+                if self
+                    .write(ClusterCommand::CompleteCheckpoint {
+                        job_id: job.to_string(),
+                        checkpoint,
+                    })
+                    .await
+                {
+                    tracing::info!(
+                        job,
+                        attempt,
+                        checkpoint = id,
+                        ms = started.elapsed().as_millis() as u64,
+                        "checkpoint complete"
+                    );
+                }
+            } else if started.elapsed() < Duration::from_millis(config.timeout_ms) {
+                return;
+            } else {
+                tracing::warn!(job, attempt, checkpoint = id, "checkpoint timed out; abandoned");
+            }
+            if let Some(sup) = self.jobs.get_mut(job) {
+                sup.checkpoints.in_flight = None;
+            }
+            return;
+        }
+        if Instant::now() < sup.checkpoints.next_trigger {
+            return;
+        }
+        let Phase::Deployed { placement } = &sup.phase else {
+            return;
+        };
+        let id = sup.checkpoints.next_id;
+        let targets: BTreeMap<String, String> = placement
+            .iter()
+            .map(|p| (p.task_manager_id.clone(), p.address.clone()))
+            .collect();
+        let calls: Vec<_> = targets
+            .iter()
+            .map(|(tm, address)| {
+                let mut client = TaskManagerServiceClient::new(self.channel(address));
+                let req = TriggerCheckpointRequest {
+                    job_id: job.to_string(),
+                    attempt,
+                    checkpoint_id: id,
+                };
+                async move {
+                    match tokio::time::timeout(TRIGGER_TIMEOUT, client.trigger_checkpoint(req)).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(s)) => {
+                            tracing::warn!(job, task_manager = %tm, error = %s.message(), "checkpoint trigger refused")
+                        }
+                        Err(_) => tracing::warn!(job, task_manager = %tm, "checkpoint trigger timed out"),
+                    }
+                }
+            })
+            .collect();
+        join_all(calls).await;
+        if let Some(sup) = self.jobs.get_mut(job) {
+            let now = Instant::now();
+            sup.checkpoints.next_id = id + 1;
+            sup.checkpoints.in_flight = Some((id, now));
+            sup.checkpoints.next_trigger = now + Duration::from_millis(config.interval_ms);
         }
     }
 

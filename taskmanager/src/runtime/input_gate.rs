@@ -106,7 +106,11 @@ impl InputGate {
             Some(a) if a.id > id => {}
             _ => {
                 if let Some(old) = &self.aligning {
-                    tracing::warn!(abandoned = old.id, newer = id, "checkpoint barrier overtaken by a newer one");
+                    tracing::warn!(
+                        abandoned = old.id,
+                        newer = id,
+                        "checkpoint barrier overtaken by a newer one"
+                    );
                 }
                 let mut arrived = vec![false; self.channels.len()];
                 arrived[channel] = true;
@@ -119,7 +123,11 @@ impl InputGate {
     /// channels are read again from here on.
     fn aligned(&mut self) -> Option<u64> {
         let a = self.aligning.as_ref()?;
-        let complete = a.arrived.iter().zip(&self.ended).all(|(arrived, ended)| *arrived || *ended);
+        let complete = a
+            .arrived
+            .iter()
+            .zip(&self.ended)
+            .all(|(arrived, ended)| *arrived || *ended);
         if !complete {
             return None;
         }
@@ -236,7 +244,11 @@ mod tests {
         let before: Vec<i32> = seen.iter().filter_map(value).collect();
         let mut sorted = before.clone();
         sorted.sort();
-        assert_eq!(sorted, vec![1, 10, 11], "exactly the pre-barrier records come first: {seen:?}");
+        assert_eq!(
+            sorted,
+            vec![1, 10, 11],
+            "exactly the pre-barrier records come first: {seen:?}"
+        );
         assert!(matches!(seen.last(), Some(StreamEvent::Barrier(7))));
         drop((tx0, tx1));
         let mut after = Vec::new();

@@ -228,6 +228,7 @@ pub fn deploy(
                 OperatorChain::new(operators),
                 SubtaskIo { input, tail },
                 ctx.done.clone(),
+                ctx.metrics.checkpoint(task.id, s),
             );
             built.push((slot, actor));
         }

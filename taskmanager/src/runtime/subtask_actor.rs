@@ -4,8 +4,15 @@
 //! them through the chain on the actor's thread, hand the results to its tail (an output
 //! gate or a sink) and only then pump again. Data travels through bounded channels, not
 //! the mailbox, so a full downstream channel stops the pump: backpressure with bounded
-//! memory. The mailbox (bounded too) carries control messages such as `Cancel`, which are
-//! handled between pumps.
+//! memory. The mailbox (bounded too) carries control messages such as `Cancel` and
+//! `TriggerCheckpoint`, which are handled between pumps.
+//!
+//! Checkpoints: a source subtask told to trigger checkpoint n emits `Barrier(n)` before
+//! its next read; every subtask records, once its tail has passed a barrier on, that it
+//! acknowledged that checkpoint (the task manager reports it to the leader).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix::prelude::*;
 use tokio::sync::mpsc;
@@ -94,15 +101,27 @@ pub struct SubtaskActor {
     chain: OperatorChain,
     io: Option<SubtaskIo>,
     done: mpsc::Sender<SubtaskDone>,
+    /// The checkpoint a source should start before its next read.
+    triggered: Option<u64>,
+    /// The newest checkpoint whose barrier this subtask passed on.
+    acknowledged: Arc<AtomicU64>,
 }
 
 impl SubtaskActor {
-    pub fn new(id: SubtaskId, chain: OperatorChain, io: SubtaskIo, done: mpsc::Sender<SubtaskDone>) -> Self {
+    pub fn new(
+        id: SubtaskId,
+        chain: OperatorChain,
+        io: SubtaskIo,
+        done: mpsc::Sender<SubtaskDone>,
+        acknowledged: Arc<AtomicU64>,
+    ) -> Self {
         Self {
             id,
             chain,
             io: Some(io),
             done,
+            triggered: None,
+            acknowledged,
         }
     }
 
@@ -137,6 +156,20 @@ struct Pump;
 #[rtype(result = "()")]
 pub struct Cancel;
 
+/// Starts checkpoint `0` at a source subtask: it emits the barrier before its next read.
+/// Subtasks that are not sources get their barriers from their inputs and ignore this.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TriggerCheckpoint(pub u64);
+
+impl Handler<TriggerCheckpoint> for SubtaskActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: TriggerCheckpoint, _: &mut Self::Context) {
+        self.triggered = Some(self.triggered.map_or(msg.0, |t| t.max(msg.0)));
+    }
+}
+
 impl Handler<Pump> for SubtaskActor {
     type Result = ();
 
@@ -144,8 +177,15 @@ impl Handler<Pump> for SubtaskActor {
         let Some(mut io) = self.io.take() else {
             return;
         };
+        let barrier = match (&io.input, self.triggered.take()) {
+            (TaskInput::Source(_), Some(id)) => Some(id),
+            _ => None,
+        };
         let step = async move {
-            let input = io.input.next().await;
+            let input = match barrier {
+                Some(id) => Ok(Some(vec![StreamEvent::Barrier(id)])),
+                None => io.input.next().await,
+            };
             (io, input)
         }
         .into_actor(self)
@@ -154,12 +194,21 @@ impl Handler<Pump> for SubtaskActor {
                 Some(events) => act.chain.process(events).map(Some),
                 None => Ok(None),
             });
+            let passed = processed
+                .as_ref()
+                .ok()
+                .and_then(Option::as_ref)
+                .and_then(|events| newest_barrier(events));
+            let acknowledged = act.acknowledged.clone();
             async move {
                 let step = match processed {
                     Ok(Some(events)) => io.tail.deliver(events).await,
                     Ok(None) => Ok(Step::Finished(None)),
                     Err(e) => Err(e),
                 };
+                if let (Ok(_), Some(id)) = (&step, passed) {
+                    acknowledged.fetch_max(id, Ordering::Relaxed);
+                }
                 (io, step)
             }
             .into_actor(act)
@@ -180,6 +229,16 @@ impl Handler<Pump> for SubtaskActor {
         });
         ctx.spawn(step);
     }
+}
+
+fn newest_barrier(events: &[StreamEvent]) -> Option<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::Barrier(id) => Some(*id),
+            _ => None,
+        })
+        .max()
 }
 
 impl Handler<Cancel> for SubtaskActor {

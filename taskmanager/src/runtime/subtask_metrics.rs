@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use weir_common::JobGraph;
 use weir_common::event_time::WATERMARK_MIN;
 
 #[derive(Debug)]
@@ -38,17 +39,33 @@ impl SubtaskMetrics {
     }
 }
 
-/// The metrics of every subtask of a job, indexed `[vertex][subtask]`.
+/// The metrics of every subtask of a job, indexed `[vertex][subtask]`, and per task
+/// subtask (a chain) the newest checkpoint whose barrier it has passed on.
 #[derive(Debug, Clone)]
 pub struct JobMetrics {
     pub vertices: Vec<Vec<Arc<SubtaskMetrics>>>,
+    checkpoints: Vec<Vec<Arc<AtomicU64>>>,
 }
 
 impl JobMetrics {
-    pub fn new(parallelism: impl Iterator<Item = u32>) -> Self {
+    pub fn new(graph: &JobGraph) -> Self {
         Self {
-            vertices: parallelism.map(|p| (0..p).map(|_| Arc::default()).collect()).collect(),
+            vertices: graph
+                .vertices
+                .iter()
+                .map(|v| (0..v.parallelism).map(|_| Arc::default()).collect())
+                .collect(),
+            checkpoints: graph
+                .tasks
+                .iter()
+                .map(|t| (0..t.parallelism).map(|_| Arc::default()).collect())
+                .collect(),
         }
+    }
+
+    /// Where subtask `subtask` of task `task` records the checkpoints it acknowledged.
+    pub fn checkpoint(&self, task: usize, subtask: u32) -> Arc<AtomicU64> {
+        self.checkpoints[task][subtask as usize].clone()
     }
 
     pub fn get(&self, vertex: usize, subtask: u32) -> Arc<SubtaskMetrics> {

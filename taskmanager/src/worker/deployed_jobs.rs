@@ -22,7 +22,7 @@ use weir_proto::taskmanager::DeployRequest;
 use crate::dead_letter::DeadLetterWriter;
 use crate::runtime::job_deployment::{DEFAULT_CHANNEL_CAPACITY, Exchange, JobContext, SubtaskLocation, deploy};
 use crate::runtime::sink::SinkReport;
-use crate::runtime::subtask_actor::{Cancel, SubtaskActor, SubtaskDone};
+use crate::runtime::subtask_actor::{Cancel, SubtaskActor, SubtaskDone, TriggerCheckpoint};
 use crate::runtime::subtask_metrics::JobMetrics;
 
 /// How long the reports of an ended attempt are kept for the heartbeat, so that a leader
@@ -236,7 +236,7 @@ impl DeployedJobs {
         let run_id = JobContext::run_id(job, attempt);
         let file = format!("{run_id}-{}.jsonl", sanitize(&self.task_manager_id));
         let (dead_letters, dead_writer) = DeadLetterWriter::start(&dead_dir, &file);
-        let metrics = JobMetrics::new(graph.vertices.iter().map(|v| v.parallelism));
+        let metrics = JobMetrics::new(graph);
         let (done_tx, done_rx) = mpsc::channel(chains.len().max(1));
         let ctx = JobContext {
             run_id,
@@ -327,6 +327,21 @@ impl DeployedJobs {
         running
     }
 
+    /// Starts checkpoint `id` of the job's attempt `attempt` at its source subtasks here
+    /// (the others ignore the trigger). Returns false when that attempt does not run here.
+    pub fn trigger_checkpoint(&self, job: &str, attempt: u32, id: u64) -> bool {
+        let jobs = self.jobs.lock().expect("jobs lock");
+        let Some(a) = jobs.get(job).filter(|a| a.attempt == attempt) else {
+            return false;
+        };
+        for actor in &a.actors {
+            // A full mailbox means the subtask is behind on control messages; this
+            // checkpoint then times out and the next one is triggered.
+            let _ = actor.try_send(TriggerCheckpoint(id));
+        }
+        true
+    }
+
     /// Stops every attempt still running here; returns how many subtasks were stopped.
     pub async fn cancel_all(&self) -> u32 {
         let jobs: Vec<String> = self
@@ -370,6 +385,7 @@ impl DeployedJobs {
                     state: s.state as i32,
                     failure: s.failure.clone().unwrap_or_default(),
                     failure_is_consequence: s.consequence,
+                    checkpoint_acknowledged: a.metrics.checkpoint(*task, *subtask).load(Ordering::Relaxed),
                     vertices: vertices
                         .iter()
                         .map(|v| {

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status, Streaming};
 use weir_proto::taskmanager::task_manager_service_server::TaskManagerService;
 use weir_proto::taskmanager::{
     CancelRequest, CancelResponse, DeployRequest, DeployResponse, ExchangeCredit, ExchangeFrame,
+    TriggerCheckpointRequest, TriggerCheckpointResponse,
 };
 
 use super::deployed_jobs::{DeployError, DeployedJobs};
@@ -38,6 +39,24 @@ impl TaskManagerService for TaskManagerApi {
         let req = request.into_inner();
         let cancelled_subtasks = self.jobs.cancel(&req.job_id, req.below_attempt).await;
         Ok(Response::new(CancelResponse { cancelled_subtasks }))
+    }
+
+    async fn trigger_checkpoint(
+        &self,
+        request: Request<TriggerCheckpointRequest>,
+    ) -> Result<Response<TriggerCheckpointResponse>, Status> {
+        let req = request.into_inner();
+        if self
+            .jobs
+            .trigger_checkpoint(&req.job_id, req.attempt, req.checkpoint_id)
+        {
+            Ok(Response::new(TriggerCheckpointResponse {}))
+        } else {
+            Err(Status::not_found(format!(
+                "attempt {} of job {} does not run here",
+                req.attempt, req.job_id
+            )))
+        }
     }
 
     type ExchangeStream = Pin<Box<dyn Stream<Item = Result<ExchangeCredit, Status>> + Send>>;
