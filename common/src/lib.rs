@@ -7,6 +7,7 @@ pub mod expr;
 pub mod graph;
 pub mod key_groups;
 pub mod schema;
+pub mod source_position;
 pub mod spec;
 pub mod spec_error;
 pub mod spec_loader;

@@ -153,6 +153,9 @@ where
             last.duration_ms,
             ids.join(" ")
         );
+        for s in &last.sources {
+            println!("    source task {} subtask {} at {}", s.task, s.subtask, s.position);
+        }
     }
     if job.vertices.is_empty() && !job.placement.is_empty() {
         // No live counters (yet) on this leader; the Raft log still says where it runs.

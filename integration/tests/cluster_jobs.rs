@@ -369,5 +369,21 @@ fn checkpoints_complete_while_the_job_runs_and_leave_the_output_exact() {
         .collect();
     assert!(ids.len() >= 2, "{line}");
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids only grow: {line}");
+    // The checkpoint records where each generator subtask stood: subtask s of 2 emits the
+    // indices s, s+2, ..., so its next index is s modulo 2, and inside the input.
+    let positions: Vec<(u64, u64)> = s
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("source task 0 subtask "))
+        .map(|l| {
+            let (subtask, json) = l.split_once(" at ").unwrap();
+            let v: serde_json::Value = serde_json::from_str(json).unwrap();
+            (subtask.parse().unwrap(), v["generator"]["next_index"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(positions.len(), 2, "{s}");
+    for (subtask, next) in positions {
+        assert_eq!(next % 2, subtask, "{s}");
+        assert!(next > subtask && next < EVENTS + 2, "{s}");
+    }
     assert_output_exact(&cluster, &out);
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use weir_common::source_position::SourcePosition;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -49,6 +50,16 @@ pub struct CompletedCheckpoint {
     pub attempt: u32,
     pub duration_ms: u64,
     pub completed_at_ms: i64,
+    /// Where every source subtask stood: a restore resumes reading there.
+    #[serde(default)]
+    pub sources: Vec<SourceSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceSnapshot {
+    pub task: u32,
+    pub subtask: u32,
+    pub position: SourcePosition,
 }
 
 /// One subtask of a deployed attempt and the task-manager slot it runs in.

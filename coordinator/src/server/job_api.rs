@@ -14,7 +14,8 @@ use weir_common::validation::validate;
 use weir_proto::job::job_service_server::JobService;
 use weir_proto::job::{
     CancelRequest, CompletedCheckpoint as WireCheckpoint, GetRequest, JobState as WireState, JobStatus, ListRequest,
-    ListResponse, PlacedSubtask as WirePlaced, SpecError, SubmitRequest, SubmitResponse,
+    ListResponse, PlacedSubtask as WirePlaced, SourceSnapshot as WireSourceSnapshot, SpecError, SubmitRequest,
+    SubmitResponse,
 };
 
 use crate::raft::cluster_state::{ClusterCommand, CommandOutcome, JobRecord, JobState};
@@ -115,6 +116,15 @@ pub fn to_wire(job: &JobRecord) -> JobStatus {
                 attempt: c.attempt,
                 duration_ms: c.duration_ms,
                 completed_at_ms: c.completed_at_ms,
+                sources: c
+                    .sources
+                    .iter()
+                    .map(|s| WireSourceSnapshot {
+                        task: s.task,
+                        subtask: s.subtask,
+                        position: serde_json::to_string(&s.position).unwrap_or_default(),
+                    })
+                    .collect(),
             })
             .collect(),
     }

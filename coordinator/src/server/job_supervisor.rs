@@ -16,16 +16,18 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use tonic::transport::{Channel, Endpoint};
-use weir_common::JobGraph;
 use weir_common::event_time::WATERMARK_MIN;
 use weir_common::spec_loader::parse_spec;
 use weir_common::validation::validate;
+use weir_common::{JobGraph, VertexKind};
 use weir_proto::cluster::SubtaskState;
 use weir_proto::job::VertexStatus;
 use weir_proto::taskmanager::task_manager_service_client::TaskManagerServiceClient;
 use weir_proto::taskmanager::{CancelRequest, DeployRequest, SubtaskPlacement, TriggerCheckpointRequest};
 
-use crate::raft::cluster_state::{ClusterCommand, CompletedCheckpoint, JobRecord, JobState, PlacedSubtask};
+use crate::raft::cluster_state::{
+    ClusterCommand, CompletedCheckpoint, JobRecord, JobState, PlacedSubtask, SourceSnapshot,
+};
 use crate::raft::state_machine::StateMachineStore;
 use crate::raft::types::Raft;
 use crate::scheduler::{FreeSlots, place_in_cluster};
@@ -431,27 +433,55 @@ impl JobSupervisor {
                 .map(|(_, r)| r.checkpoint_acknowledged)
                 .min()
                 .unwrap_or(0);
-            self.checkpoint(job, acknowledged).await;
+            let sources = reports
+                .iter()
+                .filter(|(_, r)| !r.checkpoint_source_position.is_empty())
+                .filter_map(|(_, r)| {
+                    let position = serde_json::from_str(&r.checkpoint_source_position).ok()?;
+                    Some((
+                        r.checkpoint_acknowledged,
+                        SourceSnapshot {
+                            task: r.task,
+                            subtask: r.subtask,
+                            position,
+                        },
+                    ))
+                })
+                .collect();
+            self.checkpoint(job, acknowledged, sources).await;
         }
     }
 
     /// Completes the checkpoint in flight once every subtask acknowledged it, abandons it
     /// after its timeout, and triggers the next one when it is due. Checkpoints run only
     /// while every subtask runs (a finished subtask acknowledges nothing more).
-    async fn checkpoint(&mut self, job: &str, acknowledged: u64) {
+    async fn checkpoint(&mut self, job: &str, acknowledged: u64, sources: Vec<(u64, SourceSnapshot)>) {
         let Some(sup) = self.jobs.get(job) else { return };
         let Some(config) = sup.graph.checkpoint.clone() else {
             return;
         };
         let attempt = sup.attempt;
+        let source_subtasks: usize = sup
+            .graph
+            .tasks
+            .iter()
+            .filter(|t| matches!(sup.graph.vertex(t.head()).kind, VertexKind::Source { .. }))
+            .map(|t| t.parallelism as usize)
+            .sum();
         if let Some((id, started)) = sup.checkpoints.in_flight {
-            if acknowledged >= id {
+            let positions: Vec<SourceSnapshot> = sources
+                .into_iter()
+                .filter(|(at, _)| *at == id)
+                .map(|(_, s)| s)
+                .collect();
+            if acknowledged >= id && positions.len() == source_subtasks {
                 let completed_at_ms = chrono::Utc::now().timestamp_millis();
                 let checkpoint = CompletedCheckpoint {
                     id,
                     attempt,
                     duration_ms: started.elapsed().as_millis() as u64,
                     completed_at_ms,
+                    sources: positions,
                 };
                 if self
                     .write(ClusterCommand::CompleteCheckpoint {

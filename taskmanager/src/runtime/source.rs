@@ -6,6 +6,8 @@ use std::sync::Arc;
 use arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 
+use weir_common::source_position::SourcePosition;
+
 use crate::error::TaskError;
 
 /// Raw records in one buffer, each followed by a newline (so a decoder never reads two
@@ -53,4 +55,7 @@ pub enum SourceOutput {
 pub trait SourceReader: Send {
     /// The next chunk of input, or `None` at the end of a bounded input.
     fn next(&mut self) -> BoxFuture<'_, Result<Option<SourceOutput>, TaskError>>;
+
+    /// Where the reader stands: everything returned so far lies before it.
+    fn position(&self) -> SourcePosition;
 }

@@ -12,7 +12,7 @@
 //! acknowledged that checkpoint (the task manager reports it to the leader).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use actix::prelude::*;
 use tokio::sync::mpsc;
@@ -24,6 +24,7 @@ use crate::runtime::output_gate::OutputGate;
 use crate::runtime::sink::{Sink, SinkReport};
 use crate::runtime::source_driver::SourceDriver;
 use crate::runtime::stream_event::StreamEvent;
+use crate::runtime::subtask_metrics::CheckpointProgress;
 
 /// Control messages are few; a small mailbox is plenty and keeps it bounded.
 const MAILBOX_CAPACITY: usize = 16;
@@ -103,8 +104,7 @@ pub struct SubtaskActor {
     done: mpsc::Sender<SubtaskDone>,
     /// The checkpoint a source should start before its next read.
     triggered: Option<u64>,
-    /// The newest checkpoint whose barrier this subtask passed on.
-    acknowledged: Arc<AtomicU64>,
+    checkpoints: Arc<CheckpointProgress>,
 }
 
 impl SubtaskActor {
@@ -113,7 +113,7 @@ impl SubtaskActor {
         chain: OperatorChain,
         io: SubtaskIo,
         done: mpsc::Sender<SubtaskDone>,
-        acknowledged: Arc<AtomicU64>,
+        checkpoints: Arc<CheckpointProgress>,
     ) -> Self {
         Self {
             id,
@@ -121,7 +121,7 @@ impl SubtaskActor {
             io: Some(io),
             done,
             triggered: None,
-            acknowledged,
+            checkpoints,
         }
     }
 
@@ -178,7 +178,12 @@ impl Handler<Pump> for SubtaskActor {
             return;
         };
         let barrier = match (&io.input, self.triggered.take()) {
-            (TaskInput::Source(_), Some(id)) => Some(id),
+            (TaskInput::Source(source), Some(id)) => {
+                // Everything read so far goes before the barrier: this is where a restore
+                // from this checkpoint resumes.
+                *self.checkpoints.source_position.lock().expect("position lock") = Some((id, source.reader.position()));
+                Some(id)
+            }
             _ => None,
         };
         let step = async move {
@@ -199,7 +204,7 @@ impl Handler<Pump> for SubtaskActor {
                 .ok()
                 .and_then(Option::as_ref)
                 .and_then(|events| newest_barrier(events));
-            let acknowledged = act.acknowledged.clone();
+            let checkpoints = act.checkpoints.clone();
             async move {
                 let step = match processed {
                     Ok(Some(events)) => io.tail.deliver(events).await,
@@ -207,7 +212,7 @@ impl Handler<Pump> for SubtaskActor {
                     Err(e) => Err(e),
                 };
                 if let (Ok(_), Some(id)) = (&step, passed) {
-                    acknowledged.fetch_max(id, Ordering::Relaxed);
+                    checkpoints.acknowledged.fetch_max(id, Ordering::Release);
                 }
                 (io, step)
             }

@@ -1,11 +1,12 @@
 //! Live counters of one vertex's subtask, shared lock-free between the actor that updates
 //! them and whoever reports progress. One vocabulary for every operator and connector.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use weir_common::JobGraph;
 use weir_common::event_time::WATERMARK_MIN;
+use weir_common::source_position::SourcePosition;
 
 #[derive(Debug)]
 pub struct SubtaskMetrics {
@@ -39,12 +40,30 @@ impl SubtaskMetrics {
     }
 }
 
+/// A subtask's part in checkpoints: the newest checkpoint whose barrier it passed on, and
+/// for a source, where it stood when it emitted that barrier.
+#[derive(Debug, Default)]
+pub struct CheckpointProgress {
+    pub acknowledged: AtomicU64,
+    pub source_position: Mutex<Option<(u64, SourcePosition)>>,
+}
+
+impl CheckpointProgress {
+    /// The source position recorded for checkpoint `id`, if this subtask is a source.
+    pub fn position_at(&self, id: u64) -> Option<SourcePosition> {
+        match &*self.source_position.lock().expect("position lock") {
+            Some((at, p)) if *at == id => Some(p.clone()),
+            _ => None,
+        }
+    }
+}
+
 /// The metrics of every subtask of a job, indexed `[vertex][subtask]`, and per task
-/// subtask (a chain) the newest checkpoint whose barrier it has passed on.
+/// subtask (a chain) its checkpoint progress.
 #[derive(Debug, Clone)]
 pub struct JobMetrics {
     pub vertices: Vec<Vec<Arc<SubtaskMetrics>>>,
-    checkpoints: Vec<Vec<Arc<AtomicU64>>>,
+    checkpoints: Vec<Vec<Arc<CheckpointProgress>>>,
 }
 
 impl JobMetrics {
@@ -63,8 +82,8 @@ impl JobMetrics {
         }
     }
 
-    /// Where subtask `subtask` of task `task` records the checkpoints it acknowledged.
-    pub fn checkpoint(&self, task: usize, subtask: u32) -> Arc<AtomicU64> {
+    /// Where subtask `subtask` of task `task` records its checkpoint progress.
+    pub fn checkpoint(&self, task: usize, subtask: u32) -> Arc<CheckpointProgress> {
         self.checkpoints[task][subtask as usize].clone()
     }
 

@@ -377,6 +377,8 @@ impl DeployedJobs {
                 let Some(s) = state.subtasks.get(&(*task, *subtask)) else {
                     continue;
                 };
+                let progress = a.metrics.checkpoint(*task, *subtask);
+                let acknowledged = progress.acknowledged.load(Ordering::Acquire);
                 out.push(SubtaskReport {
                     job_id: job_id.clone(),
                     attempt: a.attempt,
@@ -385,7 +387,11 @@ impl DeployedJobs {
                     state: s.state as i32,
                     failure: s.failure.clone().unwrap_or_default(),
                     failure_is_consequence: s.consequence,
-                    checkpoint_acknowledged: a.metrics.checkpoint(*task, *subtask).load(Ordering::Relaxed),
+                    checkpoint_acknowledged: acknowledged,
+                    checkpoint_source_position: progress
+                        .position_at(acknowledged)
+                        .and_then(|p| serde_json::to_string(&p).ok())
+                        .unwrap_or_default(),
                     vertices: vertices
                         .iter()
                         .map(|v| {

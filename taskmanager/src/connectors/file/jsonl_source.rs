@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use tokio::io::AsyncReadExt;
+use weir_common::source_position::SourcePosition;
 use weir_common::spec::FileSourceSpec;
 
 use crate::error::TaskError;
@@ -31,6 +32,8 @@ struct OpenFile {
     /// Bytes read; those before `pos` are already split into lines.
     pending: Vec<u8>,
     pos: usize,
+    /// Offset in the file of `pending[0]`.
+    pending_offset: u64,
     line: u64,
     eof: bool,
 }
@@ -92,6 +95,7 @@ impl JsonLinesSource {
             path,
             pending: Vec::new(),
             pos: 0,
+            pending_offset: 0,
             line: 0,
             eof: false,
         })
@@ -142,6 +146,7 @@ impl JsonLinesSource {
 
 async fn fill(f: &mut OpenFile) -> Result<(), TaskError> {
     f.pending.drain(..f.pos);
+    f.pending_offset += f.pos as u64;
     f.pos = 0;
     let start = f.pending.len();
     f.pending.resize(start + READ_CHUNK, 0);
@@ -165,5 +170,67 @@ fn push_line(raw: &mut RawRecords, line: &[u8], number: u64) {
 impl SourceReader for JsonLinesSource {
     fn next(&mut self) -> BoxFuture<'_, Result<Option<SourceOutput>, TaskError>> {
         Box::pin(async move { Ok(self.read_batch().await?.map(SourceOutput::Raw)) })
+    }
+
+    fn position(&self) -> SourcePosition {
+        match (&self.current, &self.files) {
+            (Some(f), _) => SourcePosition::FileAt {
+                file: f.path.display().to_string(),
+                offset: f.pending_offset + f.pos as u64,
+                line: f.line,
+            },
+            (None, None) => SourcePosition::FilesStart,
+            // Between files: the next one to open (the list is kept in reverse order).
+            (None, Some(files)) => match files.last() {
+                Some(next) => SourcePosition::FileAt {
+                    file: next.display().to_string(),
+                    offset: 0,
+                    line: 0,
+                },
+                None => SourcePosition::FilesDone,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_position_is_the_next_unread_line_of_the_current_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.jsonl"), "{\"v\":1}\n{\"v\":2}\n{\"v\":3}\n").unwrap();
+        std::fs::write(dir.path().join("b.jsonl"), "{\"v\":4}\n").unwrap();
+        let spec = FileSourceSpec {
+            path: dir.path().display().to_string(),
+            batch_size: 2,
+        };
+        let mut source = JsonLinesSource::new(&spec, 0, 1);
+        assert_eq!(source.position(), SourcePosition::FilesStart);
+        source.next().await.unwrap().unwrap();
+        let a = dir.path().join("a.jsonl").display().to_string();
+        assert_eq!(
+            source.position(),
+            SourcePosition::FileAt {
+                file: a.clone(),
+                offset: 16,
+                line: 2
+            }
+        );
+        source.next().await.unwrap().unwrap();
+        let b = dir.path().join("b.jsonl").display().to_string();
+        assert_eq!(
+            source.position(),
+            SourcePosition::FileAt {
+                file: b,
+                offset: 0,
+                line: 0
+            },
+            "a.jsonl is done; b.jsonl is next"
+        );
+        source.next().await.unwrap().unwrap();
+        assert!(source.next().await.unwrap().is_none());
+        assert_eq!(source.position(), SourcePosition::FilesDone);
     }
 }

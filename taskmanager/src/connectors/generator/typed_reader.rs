@@ -8,6 +8,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 use weir_common::schema::{UTC, generator_schema};
+use weir_common::source_position::SourcePosition;
 use weir_common::spec::GeneratorWorkload;
 
 use super::IndexRange;
@@ -93,5 +94,11 @@ impl SourceReader for TypedReader {
     fn next(&mut self) -> BoxFuture<'_, Result<Option<SourceOutput>, TaskError>> {
         let batch = self.next_batch();
         Box::pin(async move { Ok(batch?.map(SourceOutput::Rows)) })
+    }
+
+    fn position(&self) -> SourcePosition {
+        SourcePosition::Generator {
+            next_index: self.range.next,
+        }
     }
 }

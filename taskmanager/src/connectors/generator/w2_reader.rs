@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use weir_common::source_position::SourcePosition;
 
 use super::IndexRange;
 use super::datagen::w2;
@@ -45,5 +46,11 @@ impl SourceReader for W2Reader {
             Some(SourceOutput::Raw(raw))
         };
         Box::pin(async move { Ok(out) })
+    }
+
+    fn position(&self) -> SourcePosition {
+        SourcePosition::Generator {
+            next_index: self.range.next,
+        }
     }
 }

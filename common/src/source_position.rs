@@ -1,0 +1,18 @@
+//! Where a source subtask stands in its input, as recorded in a checkpoint: reading again
+//! from a position yields exactly the records that followed it.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourcePosition {
+    /// A generator: the next index it would emit (indices before it are done).
+    Generator { next_index: u64 },
+    /// JSON-lines files, none read yet.
+    FilesStart,
+    /// JSON-lines files: the file being read and the byte offset and line number of its
+    /// next record; the files this subtask reads that sort before it are done.
+    FileAt { file: String, offset: u64, line: u64 },
+    /// JSON-lines files, every one read.
+    FilesDone,
+}
