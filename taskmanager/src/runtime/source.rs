@@ -58,4 +58,16 @@ pub trait SourceReader: Send {
 
     /// Where the reader stands: everything returned so far lies before it.
     fn position(&self) -> SourcePosition;
+
+    /// Before the first read: continue from `position` (taken from a reader of the same
+    /// source and subtask), so that the records before it are not read again.
+    fn seek(&mut self, position: &SourcePosition) -> Result<(), TaskError>;
+}
+
+/// The error for a position that belongs to another kind of source.
+pub fn foreign_position(source: &str, position: &SourcePosition) -> TaskError {
+    TaskError::Invalid {
+        vertex: source.to_string(),
+        message: format!("cannot resume from {position:?}: it was recorded by another kind of source"),
+    }
 }

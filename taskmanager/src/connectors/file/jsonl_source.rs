@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use weir_common::source_position::SourcePosition;
 use weir_common::spec::FileSourceSpec;
 
 use crate::error::TaskError;
-use crate::runtime::source::{RawRecords, SourceOutput, SourceReader};
+use crate::runtime::source::{RawRecords, SourceOutput, SourceReader, foreign_position};
 
 const READ_CHUNK: usize = 1 << 20;
 
@@ -23,6 +23,8 @@ pub struct JsonLinesSource {
     batch_size: usize,
     files: Option<Vec<PathBuf>>,
     current: Option<OpenFile>,
+    /// Where to resume, applied when the files are listed.
+    resume: Option<SourcePosition>,
 }
 
 struct OpenFile {
@@ -47,6 +49,7 @@ impl JsonLinesSource {
             batch_size: spec.batch_size,
             files: None,
             current: None,
+            resume: None,
         }
     }
 
@@ -101,9 +104,43 @@ impl JsonLinesSource {
         })
     }
 
+    /// Skips the files before the position's file and opens that one at its offset.
+    async fn resume_at(&mut self, position: SourcePosition) -> Result<(), TaskError> {
+        let files = self.files.as_mut().expect("listed before resuming");
+        match position {
+            SourcePosition::FilesStart => {}
+            SourcePosition::FilesDone => files.clear(),
+            SourcePosition::FileAt { file, offset, line } => {
+                // The list is in reverse order: the next file is last.
+                while files.last().is_some_and(|p| p.display().to_string() != file) {
+                    files.pop();
+                }
+                let Some(path) = files.pop() else {
+                    return Err(TaskError::Invalid {
+                        vertex: self.root.display().to_string(),
+                        message: format!("cannot resume in {file}: it is no longer among the source's files"),
+                    });
+                };
+                let mut f = Self::open(path).await?;
+                f.file
+                    .seek(std::io::SeekFrom::Start(offset))
+                    .await
+                    .map_err(|e| TaskError::io("seeking in source file", &f.path, e))?;
+                f.pending_offset = offset;
+                f.line = line;
+                self.current = Some(f);
+            }
+            other => return Err(foreign_position("file source", &other)),
+        }
+        Ok(())
+    }
+
     async fn read_batch(&mut self) -> Result<Option<RawRecords>, TaskError> {
         if self.files.is_none() {
             self.files = Some(self.list_files().await?);
+            if let Some(position) = self.resume.take() {
+                self.resume_at(position).await?;
+            }
         }
         loop {
             if self.current.is_none() {
@@ -179,7 +216,8 @@ impl SourceReader for JsonLinesSource {
                 offset: f.pending_offset + f.pos as u64,
                 line: f.line,
             },
-            (None, None) => SourcePosition::FilesStart,
+            // Nothing read yet: where it will start.
+            (None, None) => self.resume.clone().unwrap_or(SourcePosition::FilesStart),
             // Between files: the next one to open (the list is kept in reverse order).
             (None, Some(files)) => match files.last() {
                 Some(next) => SourcePosition::FileAt {
@@ -189,6 +227,16 @@ impl SourceReader for JsonLinesSource {
                 },
                 None => SourcePosition::FilesDone,
             },
+        }
+    }
+
+    fn seek(&mut self, position: &SourcePosition) -> Result<(), TaskError> {
+        match position {
+            SourcePosition::FilesStart | SourcePosition::FileAt { .. } | SourcePosition::FilesDone => {
+                self.resume = Some(position.clone());
+                Ok(())
+            }
+            other => Err(foreign_position("file source", other)),
         }
     }
 }
@@ -232,5 +280,42 @@ mod tests {
         source.next().await.unwrap().unwrap();
         assert!(source.next().await.unwrap().is_none());
         assert_eq!(source.position(), SourcePosition::FilesDone);
+    }
+
+    #[tokio::test]
+    async fn resuming_at_a_position_reads_exactly_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines: Vec<String> = (0..25).map(|i| format!("{{\"v\":{i}}}")).collect();
+        for (name, chunk) in [
+            ("a.jsonl", &lines[..10]),
+            ("b.jsonl", &lines[10..17]),
+            ("c.jsonl", &lines[17..]),
+        ] {
+            std::fs::write(dir.path().join(name), chunk.join("\n") + "\n").unwrap();
+        }
+        let spec = FileSourceSpec {
+            path: dir.path().display().to_string(),
+            batch_size: 4,
+        };
+        let records = |raw: RawRecords| -> Vec<String> {
+            (0..raw.len())
+                .map(|i| String::from_utf8(raw.record(i).to_vec()).unwrap())
+                .collect()
+        };
+        for stop_after in 0..7 {
+            let mut first = JsonLinesSource::new(&spec, 0, 1);
+            let mut seen = Vec::new();
+            for _ in 0..stop_after {
+                if let Some(SourceOutput::Raw(raw)) = first.next().await.unwrap() {
+                    seen.extend(records(raw));
+                }
+            }
+            let mut resumed = JsonLinesSource::new(&spec, 0, 1);
+            resumed.seek(&first.position()).unwrap();
+            while let Some(SourceOutput::Raw(raw)) = resumed.next().await.unwrap() {
+                seen.extend(records(raw));
+            }
+            assert_eq!(seen, lines, "stopped after {stop_after} batches");
+        }
     }
 }

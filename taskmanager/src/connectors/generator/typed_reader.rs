@@ -101,4 +101,8 @@ impl SourceReader for TypedReader {
             next_index: self.range.next,
         }
     }
+
+    fn seek(&mut self, position: &SourcePosition) -> Result<(), TaskError> {
+        self.range.seek(position)
+    }
 }

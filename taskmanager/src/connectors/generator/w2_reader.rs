@@ -53,4 +53,8 @@ impl SourceReader for W2Reader {
             next_index: self.range.next,
         }
     }
+
+    fn seek(&mut self, position: &SourcePosition) -> Result<(), TaskError> {
+        self.range.seek(position)
+    }
 }
