@@ -344,17 +344,26 @@ fn checkpoints_complete_while_the_job_runs_and_leave_the_output_exact() {
             "checkpoint.interval_ms=300",
             "--set",
             "sources.0.generator.batch_size=1024",
-            "--wait",
         ],
         &all,
     );
-    assert!(
-        run.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&run.stderr),
-        cluster.all_logs()
-    );
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let job = String::from_utf8_lossy(&run.stdout).trim().to_string();
+    // A completed checkpoint publishes the parts it covers while the job still runs.
+    let s = wait_for(&cluster, &all, &job, Duration::from_secs(60), |s| {
+        first_line(s).contains("Running") && s.contains("checkpoints: last") && records_read(s) > EVENTS / 4
+    });
+    assert!(
+        records_read(&s) < EVENTS * 3 / 4,
+        "the job ran too fast to look inside:\n{s}"
+    );
+    let published = files_below(&out)
+        .into_iter()
+        .any(|f| !f.file_name().unwrap().to_str().unwrap().starts_with('.'));
+    assert!(published, "nothing published after a checkpoint:\n{s}");
+    wait_for(&cluster, &all, &job, Duration::from_secs(180), |s| {
+        first_line(s).contains("Finished")
+    });
     let s = status(&cluster, &all, &job);
     let line = s
         .lines()
@@ -385,5 +394,46 @@ fn checkpoints_complete_while_the_job_runs_and_leave_the_output_exact() {
         assert_eq!(next % 2, subtask, "{s}");
         assert!(next > subtask && next < EVENTS + 2, "{s}");
     }
+    assert_output_exact(&cluster, &out);
+}
+
+#[test]
+fn with_checkpoints_no_part_is_published_before_a_checkpoint_covers_it() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = start_cluster();
+    let out = cluster.dir.path().join("out");
+    let spec = keyed_spec(cluster.dir.path(), &out);
+    let all = cluster.addresses();
+    // Checkpoints are on but the first one is due only after the job has ended.
+    let run = cluster.cli(
+        &[
+            "submit",
+            spec.to_str().unwrap(),
+            "--set",
+            "checkpoint.interval_ms=3600000",
+            "--set",
+            "sources.0.generator.batch_size=1024",
+        ],
+        &all,
+    );
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let job = String::from_utf8_lossy(&run.stdout).trim().to_string();
+    // Hours close and parts roll while it runs, but they stay hidden.
+    let s = wait_for(&cluster, &all, &job, Duration::from_secs(60), |s| {
+        first_line(s).contains("Running") && records_read(s) > EVENTS / 4
+    });
+    let visible: Vec<PathBuf> = files_below(&out)
+        .into_iter()
+        .filter(|f| !f.file_name().unwrap().to_str().unwrap().starts_with('.'))
+        .collect();
+    assert!(
+        visible.is_empty(),
+        "published before any checkpoint completed: {visible:?}\n{s}"
+    );
+    assert!(!files_below(&out).is_empty(), "parts were written (hidden)");
+    // At the end of input everything is published.
+    wait_for(&cluster, &all, &job, Duration::from_secs(180), |s| {
+        first_line(s).contains("Finished")
+    });
     assert_output_exact(&cluster, &out);
 }

@@ -105,6 +105,12 @@ enum Phase {
     Deployed { placement: Vec<SubtaskPlacement> },
 }
 
+#[derive(Debug, Clone, Copy)]
+enum CheckpointCall {
+    Trigger,
+    Complete,
+}
+
 /// The checkpoints of a deployed attempt: the next id, and the one in flight.
 struct CheckpointClock {
     next_id: u64,
@@ -497,6 +503,10 @@ impl JobSupervisor {
                         ms = started.elapsed().as_millis() as u64,
                         "checkpoint complete"
                     );
+                    // Recorded first, then announced: sinks publish only what a restore
+                    // would keep.
+                    self.tell_task_managers(job, attempt, id, CheckpointCall::Complete)
+                        .await;
                 }
             } else if started.elapsed() < Duration::from_millis(config.timeout_ms) {
                 return;
@@ -511,10 +521,21 @@ impl JobSupervisor {
         if Instant::now() < sup.checkpoints.next_trigger {
             return;
         }
-        let Phase::Deployed { placement } = &sup.phase else {
+        let id = sup.checkpoints.next_id;
+        self.tell_task_managers(job, attempt, id, CheckpointCall::Trigger).await;
+        if let Some(sup) = self.jobs.get_mut(job) {
+            let now = Instant::now();
+            sup.checkpoints.next_id = id + 1;
+            sup.checkpoints.in_flight = Some((id, now));
+            sup.checkpoints.next_trigger = now + Duration::from_millis(config.interval_ms);
+        }
+    }
+
+    /// Sends a checkpoint trigger or completion to every task manager of the attempt.
+    async fn tell_task_managers(&mut self, job: &str, attempt: u32, id: u64, call: CheckpointCall) {
+        let Some(Phase::Deployed { placement }) = self.jobs.get(job).map(|s| &s.phase) else {
             return;
         };
-        let id = sup.checkpoints.next_id;
         let targets: BTreeMap<String, String> = placement
             .iter()
             .map(|p| (p.task_manager_id.clone(), p.address.clone()))
@@ -529,23 +550,23 @@ impl JobSupervisor {
                     checkpoint_id: id,
                 };
                 async move {
-                    match tokio::time::timeout(TRIGGER_TIMEOUT, client.trigger_checkpoint(req)).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(s)) => {
-                            tracing::warn!(job, task_manager = %tm, error = %s.message(), "checkpoint trigger refused")
+                    let sent = match call {
+                        CheckpointCall::Trigger => {
+                            tokio::time::timeout(TRIGGER_TIMEOUT, client.trigger_checkpoint(req)).await
                         }
-                        Err(_) => tracing::warn!(job, task_manager = %tm, "checkpoint trigger timed out"),
+                        CheckpointCall::Complete => {
+                            tokio::time::timeout(TRIGGER_TIMEOUT, client.notify_checkpoint_complete(req)).await
+                        }
+                    };
+                    match sent {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(s)) => tracing::warn!(job, task_manager = %tm, checkpoint = id, ?call, error = %s.message(), "checkpoint call refused"),
+                        Err(_) => tracing::warn!(job, task_manager = %tm, checkpoint = id, ?call, "checkpoint call timed out"),
                     }
                 }
             })
             .collect();
         join_all(calls).await;
-        if let Some(sup) = self.jobs.get_mut(job) {
-            let now = Instant::now();
-            sup.checkpoints.next_id = id + 1;
-            sup.checkpoints.in_flight = Some((id, now));
-            sup.checkpoints.next_trigger = now + Duration::from_millis(config.interval_ms);
-        }
     }
 
     /// Restarts the job after a back-off, or fails it when its attempts are used up.

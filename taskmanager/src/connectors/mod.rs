@@ -34,7 +34,8 @@ pub fn build_source(vertex: &Vertex, subtask: u32) -> Result<(Box<dyn SourceRead
     })
 }
 
-pub fn build_sink(vertex: &Vertex, subtask: u32, ctx: &JobContext) -> Result<Box<dyn Sink>, TaskError> {
+/// `task` is the sink's task (for its checkpoint progress when the job checkpoints).
+pub fn build_sink(vertex: &Vertex, task: usize, subtask: u32, ctx: &JobContext) -> Result<Box<dyn Sink>, TaskError> {
     let VertexKind::Sink(connector) = &vertex.kind else {
         return Err(TaskError::Invalid {
             vertex: vertex.name.clone(),
@@ -44,7 +45,12 @@ pub fn build_sink(vertex: &Vertex, subtask: u32, ctx: &JobContext) -> Result<Box
     let metrics = ctx.metrics.get(vertex.id.0, subtask);
     Ok(match connector {
         SinkConnector::Parquet(spec) => Box::new(filesystem::parquet_sink::ParquetSink::start(
-            vertex, spec, subtask, ctx, metrics,
+            vertex,
+            spec,
+            subtask,
+            ctx,
+            metrics,
+            ctx.checkpointing.then(|| ctx.metrics.checkpoint(task, subtask)),
         )?),
         SinkConnector::Blackhole(spec) => Box::new(blackhole::BlackholeSink::new(vertex, spec, metrics)?),
     })

@@ -49,6 +49,8 @@ pub struct JobContext {
     pub channel_capacity: usize,
     /// The network side; `None` when every subtask is local (`coordinator local`).
     pub exchange: Option<Exchange>,
+    /// The job checkpoints: sinks commit in two phases.
+    pub checkpointing: bool,
 }
 
 impl JobContext {
@@ -203,7 +205,7 @@ pub fn deploy(
             let tail_vertex = graph.vertex(task.tail());
             let tail = if matches!(tail_vertex.kind, VertexKind::Sink(_)) && !chain_vertices.is_empty() {
                 chain_vertices = &chain_vertices[..chain_vertices.len() - 1];
-                ChainTail::Sink(build_sink(tail_vertex, s, ctx)?)
+                ChainTail::Sink(build_sink(tail_vertex, task.id, s, ctx)?)
             } else {
                 ChainTail::Output(OutputGate {
                     edges: outputs.remove(&(task.id, s)).unwrap_or_default(),

@@ -40,15 +40,36 @@ impl SubtaskMetrics {
     }
 }
 
-/// A subtask's part in checkpoints: the newest checkpoint whose barrier it passed on, and
-/// for a source, where it stood when it emitted that barrier.
-#[derive(Debug, Default)]
+/// What a two-phase sink does when a checkpoint completes (publish what it pre-committed).
+pub type OnCheckpointComplete = Box<dyn Fn(u64) + Send + Sync>;
+
+/// A subtask's part in checkpoints: the newest checkpoint whose barrier it passed on, for
+/// a source where it stood when it emitted that barrier, and for a two-phase sink how to
+/// tell it that a checkpoint completed.
+#[derive(Default)]
 pub struct CheckpointProgress {
     pub acknowledged: AtomicU64,
     pub source_position: Mutex<Option<(u64, SourcePosition)>>,
+    pub on_complete: Mutex<Option<OnCheckpointComplete>>,
+}
+
+impl std::fmt::Debug for CheckpointProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointProgress")
+            .field("acknowledged", &self.acknowledged)
+            .field("source_position", &self.source_position)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CheckpointProgress {
+    /// Checkpoint `id` completed: a two-phase sink publishes what it pre-committed.
+    pub fn complete(&self, id: u64) {
+        if let Some(f) = &*self.on_complete.lock().expect("on_complete lock") {
+            f(id);
+        }
+    }
+
     /// The source position recorded for checkpoint `id`, if this subtask is a source.
     pub fn position_at(&self, id: u64) -> Option<SourcePosition> {
         match &*self.source_position.lock().expect("position lock") {

@@ -247,6 +247,8 @@ impl DeployedJobs {
             done: done_tx,
             channel_capacity: DEFAULT_CHANNEL_CAPACITY,
             exchange: self.exchange.clone(),
+            // `coordinator local` has no leader to complete checkpoints.
+            checkpointing: graph.checkpoint.is_some() && self.exchange.is_some(),
         };
         let place = |task: usize, subtask: u32| locations[&(task, subtask)].clone();
         let actors = deploy(graph, &place, &ctx).map_err(|source| DeployError::Task {
@@ -338,6 +340,18 @@ impl DeployedJobs {
             // A full mailbox means the subtask is behind on control messages; this
             // checkpoint then times out and the next one is triggered.
             let _ = actor.try_send(TriggerCheckpoint(id));
+        }
+        true
+    }
+
+    /// Checkpoint `id` of the attempt completed: its two-phase sinks here publish.
+    pub fn checkpoint_complete(&self, job: &str, attempt: u32, id: u64) -> bool {
+        let jobs = self.jobs.lock().expect("jobs lock");
+        let Some(a) = jobs.get(job).filter(|a| a.attempt == attempt) else {
+            return false;
+        };
+        for (task, subtask) in a.chains.keys() {
+            a.metrics.checkpoint(*task, *subtask).complete(id);
         }
         true
     }

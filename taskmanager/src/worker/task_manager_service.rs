@@ -59,6 +59,24 @@ impl TaskManagerService for TaskManagerApi {
         }
     }
 
+    async fn notify_checkpoint_complete(
+        &self,
+        request: Request<TriggerCheckpointRequest>,
+    ) -> Result<Response<TriggerCheckpointResponse>, Status> {
+        let req = request.into_inner();
+        if self
+            .jobs
+            .checkpoint_complete(&req.job_id, req.attempt, req.checkpoint_id)
+        {
+            Ok(Response::new(TriggerCheckpointResponse {}))
+        } else {
+            Err(Status::not_found(format!(
+                "attempt {} of job {} does not run here",
+                req.attempt, req.job_id
+            )))
+        }
+    }
+
     type ExchangeStream = Pin<Box<dyn Stream<Item = Result<ExchangeCredit, Status>> + Send>>;
 
     async fn exchange(

@@ -6,8 +6,13 @@
 //! When the subtask is cancelled the thread stops at the next command, deletes the
 //! in-progress files it holds and publishes nothing more, so a cancelled attempt leaves no
 //! file appearing after its cancellation returned.
+//!
+//! Two-phase commit (jobs with checkpoints): a finished part is sealed (durable, still
+//! hidden) instead of published; a checkpoint barrier assigns the parts sealed before it
+//! to that checkpoint; when the checkpoint completes, its parts (and those of earlier
+//! checkpoints) are renamed into place. At the end of input everything is published.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -33,12 +38,38 @@ pub enum FileCommand {
         from: PathBuf,
         to: PathBuf,
     },
+    /// Make file `id` durable under its hidden name `from`; publish it as `to` once a
+    /// checkpoint covering it completes.
+    Seal {
+        id: u64,
+        from: PathBuf,
+        to: PathBuf,
+    },
+    /// Checkpoint barrier: the parts sealed so far belong to this checkpoint.
+    Barrier(u64),
+    /// The checkpoint completed: publish its parts and those of every earlier one.
+    Commit(u64),
+    /// End of input: publish every sealed part.
+    CommitAll,
+    /// Answers once every command before it is done.
+    Sync(tokio::sync::oneshot::Sender<()>),
+}
+
+/// A sealed part: its hidden name and the name it is published under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SealedPart {
+    from: PathBuf,
+    to: PathBuf,
 }
 
 #[derive(Default)]
 pub struct FileIo {
     /// Open files with their (in-progress) paths, for error messages.
     open: HashMap<u64, (File, PathBuf)>,
+    /// Sealed parts not yet assigned to a checkpoint.
+    sealed: Vec<SealedPart>,
+    /// Sealed parts per checkpoint, waiting for it to complete.
+    pending: BTreeMap<u64, Vec<SealedPart>>,
 }
 
 impl FileIo {
@@ -65,6 +96,35 @@ impl FileIo {
                     sync_dir(dir)?;
                 }
             }
+            FileCommand::Seal { id, from, to } => {
+                let (f, _) = self.open.remove(&id).ok_or_else(|| unknown(id))?;
+                f.sync_all().map_err(|e| TaskError::io("syncing part file", &from, e))?;
+                if let Some(dir) = from.parent() {
+                    sync_dir(dir)?;
+                }
+                self.sealed.push(SealedPart { from, to });
+            }
+            FileCommand::Barrier(checkpoint) => {
+                let parts = std::mem::take(&mut self.sealed);
+                self.pending.entry(checkpoint).or_default().extend(parts);
+            }
+            FileCommand::Commit(checkpoint) => {
+                let later = self.pending.split_off(&(checkpoint + 1));
+                let due = std::mem::replace(&mut self.pending, later);
+                for part in due.into_values().flatten() {
+                    publish(&part)?;
+                }
+            }
+            FileCommand::CommitAll => {
+                let pending = std::mem::take(&mut self.pending);
+                let sealed = std::mem::take(&mut self.sealed);
+                for part in pending.into_values().flatten().chain(sealed) {
+                    publish(&part)?;
+                }
+            }
+            FileCommand::Sync(done) => {
+                let _ = done.send(());
+            }
         }
         Ok(())
     }
@@ -87,6 +147,15 @@ impl FileIo {
     }
 }
 
+/// Renames a sealed part into place and makes the rename durable.
+fn publish(part: &SealedPart) -> Result<(), TaskError> {
+    fs::rename(&part.from, &part.to).map_err(|e| TaskError::io("publishing part file", &part.from, e))?;
+    match part.to.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
+    }
+}
+
 fn unknown(id: u64) -> TaskError {
     TaskError::Invalid {
         vertex: "file sink".into(),
@@ -98,4 +167,55 @@ fn sync_dir(dir: &Path) -> Result<(), TaskError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| TaskError::io("syncing partition directory", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn sealed_parts_wait_for_their_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut io = FileIo::default();
+        let part = |io: &mut FileIo, id: u64, name: &str| {
+            io.apply(FileCommand::Create {
+                id,
+                path: d.join(format!(".{name}.inprogress")),
+            })
+            .unwrap();
+            io.apply(FileCommand::Append {
+                id,
+                data: b"bytes".to_vec(),
+            })
+            .unwrap();
+            io.apply(FileCommand::Seal {
+                id,
+                from: d.join(format!(".{name}.inprogress")),
+                to: d.join(name),
+            })
+            .unwrap();
+        };
+        part(&mut io, 1, "a");
+        io.apply(FileCommand::Barrier(7)).unwrap();
+        part(&mut io, 2, "b");
+        io.apply(FileCommand::Barrier(8)).unwrap();
+        part(&mut io, 3, "c");
+        assert_eq!(names(d), vec![".a.inprogress", ".b.inprogress", ".c.inprogress"]);
+        io.apply(FileCommand::Commit(7)).unwrap();
+        assert_eq!(names(d), vec![".b.inprogress", ".c.inprogress", "a"]);
+        io.apply(FileCommand::Commit(7)).unwrap();
+        io.apply(FileCommand::CommitAll).unwrap();
+        assert_eq!(names(d), vec!["a", "b", "c"]);
+        assert_eq!(fs::read(d.join("c")).unwrap(), b"bytes");
+    }
 }

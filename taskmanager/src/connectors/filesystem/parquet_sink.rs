@@ -24,7 +24,7 @@ use crate::error::TaskError;
 use crate::runtime::job_deployment::JobContext;
 use crate::runtime::sink::{Sink, SinkReport};
 use crate::runtime::stream_event::StreamEvent;
-use crate::runtime::subtask_metrics::SubtaskMetrics;
+use crate::runtime::subtask_metrics::{CheckpointProgress, SubtaskMetrics};
 
 /// File operations queued for the I/O thread (each append is up to 1 MiB).
 const IO_QUEUE: usize = 16;
@@ -38,6 +38,8 @@ pub struct ParquetSink {
     io_result: Option<oneshot::Receiver<Result<(), TaskError>>>,
     io_thread: Option<JoinHandle<()>>,
     abort: Arc<AtomicBool>,
+    /// With two-phase commit: where the subtask's checkpoint progress lives.
+    checkpoints: Option<Arc<CheckpointProgress>>,
     last_rollover_check: Instant,
     metrics: Arc<SubtaskMetrics>,
 }
@@ -49,12 +51,16 @@ impl ParquetSink {
         subtask: u32,
         ctx: &JobContext,
         metrics: Arc<SubtaskMetrics>,
+        checkpoints: Option<Arc<CheckpointProgress>>,
     ) -> Result<Self, TaskError> {
         let event_time_column = vertex
             .schema
             .index_of(&vertex.event_time_column)
             .map_err(|e| TaskError::arrow(&vertex.name, e))?;
-        let writer = PartitionedWriter::new(spec, vertex.schema.clone(), event_time_column, &ctx.run_id, subtask);
+        let mut writer = PartitionedWriter::new(spec, vertex.schema.clone(), event_time_column, &ctx.run_id, subtask);
+        if checkpoints.is_some() {
+            writer = writer.with_two_phase_commit();
+        }
         let (tx, rx) = flume::bounded(IO_QUEUE);
         let (done_tx, done_rx) = oneshot::channel();
         let abort = Arc::new(AtomicBool::new(false));
@@ -76,6 +82,14 @@ impl ParquetSink {
                 let _ = done_tx.send(result);
             })
             .map_err(|e| TaskError::io("starting I/O thread for", &spec.path, e))?;
+        if let Some(progress) = &checkpoints {
+            let commits = tx.clone();
+            // A full queue drops the notice; the next completed checkpoint (or the end of
+            // input) publishes these parts too.
+            *progress.on_complete.lock().expect("on_complete lock") = Some(Box::new(move |id| {
+                let _ = commits.try_send(FileCommand::Commit(id));
+            }));
+        }
         Ok(Self {
             name: vertex.name.clone(),
             writer,
@@ -83,6 +97,7 @@ impl ParquetSink {
             io_result: Some(done_rx),
             io_thread: Some(io_thread),
             abort,
+            checkpoints,
             last_rollover_check: Instant::now(),
             metrics,
         })
@@ -95,10 +110,29 @@ impl ParquetSink {
     /// Sends the queued file operations, waiting while the I/O thread is behind.
     async fn drain(&mut self) -> Result<(), TaskError> {
         for cmd in self.writer.take_commands() {
-            let io = self.io.as_ref().ok_or_else(|| self.gone())?;
-            if io.send_async(cmd).await.is_err() {
-                return Err(self.io_error().await);
-            }
+            self.send(cmd).await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, cmd: FileCommand) -> Result<(), TaskError> {
+        let io = self.io.as_ref().ok_or_else(|| self.gone())?;
+        if io.send_async(cmd).await.is_err() {
+            return Err(self.io_error().await);
+        }
+        Ok(())
+    }
+
+    /// Checkpoint barrier: what came before it goes into sealed parts of this checkpoint,
+    /// durable before the barrier moves on (the subtask acknowledges after this returns).
+    async fn pre_commit(&mut self, id: u64) -> Result<(), TaskError> {
+        self.writer.roll_all()?;
+        self.drain().await?;
+        self.send(FileCommand::Barrier(id)).await?;
+        let (done, durable) = oneshot::channel();
+        self.send(FileCommand::Sync(done)).await?;
+        if durable.await.is_err() {
+            return Err(self.io_error().await);
         }
         Ok(())
     }
@@ -128,7 +162,12 @@ impl Sink for ParquetSink {
                         self.metrics.set_watermark(wm);
                         self.writer.on_watermark(wm)?;
                     }
-                    StreamEvent::Barrier(_) | StreamEvent::EndOfStream => {}
+                    StreamEvent::Barrier(id) => {
+                        if self.checkpoints.is_some() {
+                            self.pre_commit(id).await?;
+                        }
+                    }
+                    StreamEvent::EndOfStream => {}
                 }
                 if self.last_rollover_check.elapsed() >= ROLLOVER_CHECK {
                     self.last_rollover_check = Instant::now();
@@ -144,6 +183,11 @@ impl Sink for ParquetSink {
         Box::pin(async move {
             let report = self.writer.finish()?;
             self.drain().await?;
+            if let Some(progress) = self.checkpoints.take() {
+                // The input is complete: nothing of it will be replayed, publish it all.
+                *progress.on_complete.lock().expect("on_complete lock") = None;
+                self.send(FileCommand::CommitAll).await?;
+            }
             self.io = None;
             let rx = self.io_result.take().ok_or_else(|| self.gone())?;
             rx.await.map_err(|_| self.gone())??;
@@ -156,6 +200,9 @@ impl Sink for ParquetSink {
 
 impl Drop for ParquetSink {
     fn drop(&mut self) {
+        if let Some(progress) = self.checkpoints.take() {
+            *progress.on_complete.lock().expect("on_complete lock") = None;
+        }
         let Some(thread) = self.io_thread.take() else { return };
         self.abort.store(true, Ordering::Release);
         self.io = None;

@@ -47,6 +47,8 @@ pub struct PartitionedWriter {
     open: BTreeMap<i64, OpenPart>,
     report: SinkReport,
     commands: Vec<FileCommand>,
+    /// Two-phase commit (the job checkpoints): rolled parts are sealed, not published.
+    two_phase: bool,
 }
 
 /// Bytes are handed to the I/O thread in chunks of about this size.
@@ -118,7 +120,14 @@ impl PartitionedWriter {
             open: BTreeMap::new(),
             report: SinkReport::default(),
             commands: Vec::new(),
+            two_phase: false,
         }
+    }
+
+    /// Seal rolled parts instead of publishing them; a checkpoint publishes them.
+    pub fn with_two_phase_commit(mut self) -> Self {
+        self.two_phase = true;
+        self
     }
 
     /// The file operations queued since the last call, in order.
@@ -220,10 +229,18 @@ impl PartitionedWriter {
             self.file_prefix, part.seq, part.min_ts, part.max_ts
         );
         let final_path = part.dir.join(&name);
-        self.commands.push(FileCommand::Publish {
-            id: part.seq,
-            from: tmp,
-            to: final_path.clone(),
+        self.commands.push(if self.two_phase {
+            FileCommand::Seal {
+                id: part.seq,
+                from: tmp,
+                to: final_path.clone(),
+            }
+        } else {
+            FileCommand::Publish {
+                id: part.seq,
+                from: tmp,
+                to: final_path.clone(),
+            }
         });
         let rel = final_path
             .strip_prefix(&self.root)
@@ -265,12 +282,19 @@ impl PartitionedWriter {
         Ok(())
     }
 
-    /// Rolls every open part; the report counts what the queued commands publish.
-    pub fn finish(&mut self) -> Result<SinkReport, TaskError> {
+    /// Rolls every open part (on a checkpoint barrier: what came before it goes into
+    /// parts of that checkpoint).
+    pub fn roll_all(&mut self) -> Result<(), TaskError> {
         let buckets: Vec<i64> = self.open.keys().copied().collect();
         for b in buckets {
             self.roll(b)?;
         }
+        Ok(())
+    }
+
+    /// Rolls every open part; the report counts what the queued commands publish.
+    pub fn finish(&mut self) -> Result<SinkReport, TaskError> {
+        self.roll_all()?;
         Ok(std::mem::take(&mut self.report))
     }
 }
