@@ -1,5 +1,6 @@
 //! Where a source subtask stands in its input, as recorded in a checkpoint: reading again
-//! from a position yields exactly the records that followed it.
+//! from a position yields exactly the records that followed it; and the checkpoint a new
+//! attempt resumes from.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,4 +16,20 @@ pub enum SourcePosition {
     FileAt { file: String, offset: u64, line: u64 },
     /// JSON-lines files, every one read.
     FilesDone,
+}
+
+/// The checkpoint a new attempt resumes from: which attempt took it, its id, and where
+/// every source subtask stood.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreFrom {
+    pub attempt: u32,
+    pub checkpoint: u64,
+    pub sources: Vec<RestoredSource>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoredSource {
+    pub task: u32,
+    pub subtask: u32,
+    pub position: SourcePosition,
 }

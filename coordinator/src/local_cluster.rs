@@ -67,7 +67,7 @@ async fn run_job(
             slot: at.task_manager * slots + at.slot,
         })
     };
-    jobs.run(&job_id, 0, graph, &placement)
+    jobs.run(&job_id, 0, graph, None, &placement)
         .await
         .map_err(|source| LocalError::Deploy {
             job: job.clone(),

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use tonic::transport::{Channel, Endpoint};
 use weir_common::event_time::WATERMARK_MIN;
+use weir_common::source_position::{RestoreFrom, RestoredSource};
 use weir_common::spec_loader::parse_spec;
 use weir_common::validation::validate;
 use weir_common::{JobGraph, VertexKind};
@@ -103,6 +104,33 @@ impl SupervisorHandle {
 enum Phase {
     Waiting { not_before: Instant },
     Deployed { placement: Vec<SubtaskPlacement> },
+}
+
+/// The checkpoint a new attempt resumes from: the job's latest completed one. Jobs with
+/// keyed state (window aggregates) replay from the beginning until their state is part of
+/// checkpoints; so do jobs that have no completed checkpoint yet.
+fn restore_point(graph: &JobGraph, record: &JobRecord) -> Option<RestoreFrom> {
+    let stateful = graph
+        .vertices
+        .iter()
+        .any(|v| matches!(v.kind, VertexKind::WindowAggregate(_)));
+    if stateful || graph.checkpoint.is_none() {
+        return None;
+    }
+    let last = record.checkpoints.last()?;
+    Some(RestoreFrom {
+        attempt: last.attempt,
+        checkpoint: last.id,
+        sources: last
+            .sources
+            .iter()
+            .map(|s| RestoredSource {
+                task: s.task,
+                subtask: s.subtask,
+                position: s.position.clone(),
+            })
+            .collect(),
+    })
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -321,10 +349,17 @@ impl JobSupervisor {
             return;
         };
         let attempt = sup.attempt;
-        let spec_json = self
-            .state
-            .read(|d| d.cluster.jobs.get(job).map(|r| r.spec_json.clone()));
-        let Some(spec_json) = spec_json else { return };
+        let record = self.state.read(|d| d.cluster.jobs.get(job).cloned());
+        let Some(record) = record else { return };
+        let spec_json = record.spec_json.clone();
+        let restore = restore_point(&sup.graph, &record);
+        let restore_json = restore
+            .as_ref()
+            .and_then(|r| serde_json::to_string(r).ok())
+            .unwrap_or_default();
+        if let Some(r) = &restore {
+            tracing::info!(job, attempt, checkpoint = r.checkpoint, "restoring from checkpoint");
+        }
         // Stop whatever older attempt still runs anywhere before the new one writes.
         self.cancel_everywhere(job, attempt).await;
         let targets: BTreeMap<String, String> = placement
@@ -338,6 +373,7 @@ impl JobSupervisor {
                 attempt,
                 spec_json: spec_json.clone(),
                 placements: placement.clone(),
+                restore_json: restore_json.clone(),
             };
             async move {
                 match tokio::time::timeout(DEPLOY_TIMEOUT, client.deploy(req)).await {

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::mpsc;
 use weir_common::graph::{EdgePartitioning, JobGraph, VertexKind};
+use weir_common::source_position::{RestoreFrom, SourcePosition};
 
+use crate::connectors::filesystem::attempt_cleanup::RestorePoint;
 use crate::connectors::{build_sink, build_source};
 use crate::dead_letter::DeadLetterQueue;
 use crate::error::TaskError;
@@ -51,6 +53,31 @@ pub struct JobContext {
     pub exchange: Option<Exchange>,
     /// The job checkpoints: sinks commit in two phases.
     pub checkpointing: bool,
+    /// The checkpoint this attempt resumes from.
+    pub restore: Option<Restore>,
+}
+
+/// A checkpoint to resume from, as the subtasks use it.
+#[derive(Debug, Clone)]
+pub struct Restore {
+    pub point: RestorePoint,
+    pub sources: HashMap<(usize, u32), SourcePosition>,
+}
+
+impl From<RestoreFrom> for Restore {
+    fn from(r: RestoreFrom) -> Self {
+        Self {
+            point: RestorePoint {
+                attempt: r.attempt,
+                checkpoint: r.checkpoint,
+            },
+            sources: r
+                .sources
+                .into_iter()
+                .map(|s| ((s.task as usize, s.subtask), s.position))
+                .collect(),
+        }
+    }
 }
 
 impl JobContext {
@@ -183,7 +210,10 @@ pub fn deploy(
                     ..
                 } => {
                     chain_vertices = &chain_vertices[1..];
-                    let (reader, batch_size) = build_source(head, s)?;
+                    let (mut reader, batch_size) = build_source(head, s)?;
+                    if let Some(position) = ctx.restore.as_ref().and_then(|r| r.sources.get(&(task.id, s))) {
+                        reader.seek(position)?;
+                    }
                     let decoder = format
                         .as_ref()
                         .map(|_| JsonDecoder::new(head.schema.clone(), &head.name, batch_size));

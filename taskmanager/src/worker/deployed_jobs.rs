@@ -14,13 +14,16 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::{mpsc, watch};
 use weir_common::JobGraph;
+use weir_common::source_position::RestoreFrom;
 use weir_common::spec_loader::parse_spec;
 use weir_common::validation::validate;
 use weir_proto::cluster::{SubtaskReport, SubtaskState, VertexMetrics};
 use weir_proto::taskmanager::DeployRequest;
 
 use crate::dead_letter::DeadLetterWriter;
-use crate::runtime::job_deployment::{DEFAULT_CHANNEL_CAPACITY, Exchange, JobContext, SubtaskLocation, deploy};
+use crate::runtime::job_deployment::{
+    DEFAULT_CHANNEL_CAPACITY, Exchange, JobContext, Restore, SubtaskLocation, deploy,
+};
 use crate::runtime::sink::SinkReport;
 use crate::runtime::subtask_actor::{Cancel, SubtaskActor, SubtaskDone, TriggerCheckpoint};
 use crate::runtime::subtask_metrics::JobMetrics;
@@ -164,7 +167,16 @@ impl DeployedJobs {
             };
             placement.insert((p.task as usize, p.subtask), placed);
         }
-        self.run(&job, req.attempt, &graph, &|task, subtask| {
+        let restore = if req.restore_json.is_empty() {
+            None
+        } else {
+            let from: RestoreFrom = serde_json::from_str(&req.restore_json).map_err(|e| DeployError::Spec {
+                job: job.clone(),
+                message: format!("bad restore point: {e}"),
+            })?;
+            Some(Restore::from(from))
+        };
+        self.run(&job, req.attempt, &graph, restore, &|task, subtask| {
             placement.get(&(task, subtask)).cloned()
         })
         .await
@@ -177,6 +189,7 @@ impl DeployedJobs {
         job: &str,
         attempt: u32,
         graph: &JobGraph,
+        restore: Option<Restore>,
         place: &(dyn Fn(usize, u32) -> Option<Placed> + Sync),
     ) -> Result<u32, DeployError> {
         let running = self.jobs.lock().expect("jobs lock").get(job).map(|a| a.attempt);
@@ -190,7 +203,7 @@ impl DeployedJobs {
             }
             self.cancel(job, attempt.max(running + 1)).await;
         }
-        let started = self.start(job, attempt, graph, place)?;
+        let started = self.start(job, attempt, graph, restore, place)?;
         let subtasks = started.actors.len() as u32;
         tracing::info!(job, attempt, subtasks, "deployed");
         self.jobs.lock().expect("jobs lock").insert(job.to_string(), started);
@@ -202,6 +215,7 @@ impl DeployedJobs {
         job: &str,
         attempt: u32,
         graph: &JobGraph,
+        restore: Option<Restore>,
         place: &dyn Fn(usize, u32) -> Option<Placed>,
     ) -> Result<JobAttempt, DeployError> {
         let mut chains = BTreeMap::new();
@@ -249,6 +263,7 @@ impl DeployedJobs {
             exchange: self.exchange.clone(),
             // `coordinator local` has no leader to complete checkpoints.
             checkpointing: graph.checkpoint.is_some() && self.exchange.is_some(),
+            restore,
         };
         let place = |task: usize, subtask: u32| locations[&(task, subtask)].clone();
         let actors = deploy(graph, &place, &ctx).map_err(|source| DeployError::Task {

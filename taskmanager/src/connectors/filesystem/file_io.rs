@@ -8,9 +8,11 @@
 //! file appearing after its cancellation returned.
 //!
 //! Two-phase commit (jobs with checkpoints): a finished part is sealed (durable, still
-//! hidden) instead of published; a checkpoint barrier assigns the parts sealed before it
-//! to that checkpoint; when the checkpoint completes, its parts (and those of earlier
-//! checkpoints) are renamed into place. At the end of input everything is published.
+//! hidden) instead of published; a checkpoint barrier n assigns the parts sealed before it
+//! to checkpoint n by renaming them `.<name>_c<n>.parquet.pending`; when the checkpoint
+//! completes, its parts (and those of earlier checkpoints) are renamed into place as
+//! `<name>_c<n>.parquet`. At the end of input everything is published, parts sealed after
+//! the last barrier as `<name>_end.parquet`. The names are what a restore goes by.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -62,6 +64,14 @@ struct SealedPart {
     to: PathBuf,
 }
 
+impl SealedPart {
+    /// The final name with `tag` before `.parquet`: which checkpoint committed it.
+    fn tagged(&self, tag: &str) -> PathBuf {
+        let stem = self.to.file_stem().unwrap_or_default().to_string_lossy();
+        self.to.with_file_name(format!("{stem}{tag}.parquet"))
+    }
+}
+
 #[derive(Default)]
 pub struct FileIo {
     /// Open files with their (in-progress) paths, for error messages.
@@ -105,8 +115,28 @@ impl FileIo {
                 self.sealed.push(SealedPart { from, to });
             }
             FileCommand::Barrier(checkpoint) => {
-                let parts = std::mem::take(&mut self.sealed);
-                self.pending.entry(checkpoint).or_default().extend(parts);
+                let mut dirs = Vec::new();
+                for part in std::mem::take(&mut self.sealed) {
+                    let tagged = part.tagged(&format!("_c{checkpoint}"));
+                    let pending = tagged.with_file_name(format!(
+                        ".{}.pending",
+                        tagged.file_name().unwrap_or_default().to_string_lossy()
+                    ));
+                    fs::rename(&part.from, &pending)
+                        .map_err(|e| TaskError::io("marking part pending", &part.from, e))?;
+                    if let Some(dir) = pending.parent()
+                        && !dirs.contains(&dir.to_path_buf())
+                    {
+                        dirs.push(dir.to_path_buf());
+                    }
+                    self.pending.entry(checkpoint).or_default().push(SealedPart {
+                        from: pending,
+                        to: tagged,
+                    });
+                }
+                for dir in dirs {
+                    sync_dir(&dir)?;
+                }
             }
             FileCommand::Commit(checkpoint) => {
                 let later = self.pending.split_off(&(checkpoint + 1));
@@ -117,7 +147,10 @@ impl FileIo {
             }
             FileCommand::CommitAll => {
                 let pending = std::mem::take(&mut self.pending);
-                let sealed = std::mem::take(&mut self.sealed);
+                let sealed = std::mem::take(&mut self.sealed).into_iter().map(|p| SealedPart {
+                    to: p.tagged("_end"),
+                    from: p.from,
+                });
                 for part in pending.into_values().flatten().chain(sealed) {
                     publish(&part)?;
                 }
@@ -190,7 +223,7 @@ mod tests {
         let part = |io: &mut FileIo, id: u64, name: &str| {
             io.apply(FileCommand::Create {
                 id,
-                path: d.join(format!(".{name}.inprogress")),
+                path: d.join(format!(".{name}.parquet.inprogress")),
             })
             .unwrap();
             io.apply(FileCommand::Append {
@@ -200,8 +233,8 @@ mod tests {
             .unwrap();
             io.apply(FileCommand::Seal {
                 id,
-                from: d.join(format!(".{name}.inprogress")),
-                to: d.join(name),
+                from: d.join(format!(".{name}.parquet.inprogress")),
+                to: d.join(format!("{name}.parquet")),
             })
             .unwrap();
         };
@@ -210,12 +243,22 @@ mod tests {
         part(&mut io, 2, "b");
         io.apply(FileCommand::Barrier(8)).unwrap();
         part(&mut io, 3, "c");
-        assert_eq!(names(d), vec![".a.inprogress", ".b.inprogress", ".c.inprogress"]);
+        assert_eq!(
+            names(d),
+            vec![
+                ".a_c7.parquet.pending",
+                ".b_c8.parquet.pending",
+                ".c.parquet.inprogress"
+            ]
+        );
         io.apply(FileCommand::Commit(7)).unwrap();
-        assert_eq!(names(d), vec![".b.inprogress", ".c.inprogress", "a"]);
+        assert_eq!(
+            names(d),
+            vec![".b_c8.parquet.pending", ".c.parquet.inprogress", "a_c7.parquet"]
+        );
         io.apply(FileCommand::Commit(7)).unwrap();
         io.apply(FileCommand::CommitAll).unwrap();
-        assert_eq!(names(d), vec!["a", "b", "c"]);
-        assert_eq!(fs::read(d.join("c")).unwrap(), b"bytes");
+        assert_eq!(names(d), vec!["a_c7.parquet", "b_c8.parquet", "c_end.parquet"]);
+        assert_eq!(fs::read(d.join("c_end.parquet")).unwrap(), b"bytes");
     }
 }

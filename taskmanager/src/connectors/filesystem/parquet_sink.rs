@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use weir_common::graph::Vertex;
 use weir_common::spec::ParquetSinkSpec;
 
-use super::attempt_cleanup::remove_earlier_attempts;
+use super::attempt_cleanup::prepare_for_attempt;
 use super::file_io::{FileCommand, FileIo};
 use super::partitioned_writer::PartitionedWriter;
 use crate::error::TaskError;
@@ -64,18 +64,19 @@ impl ParquetSink {
         let (tx, rx) = flume::bounded(IO_QUEUE);
         let (done_tx, done_rx) = oneshot::channel();
         let abort = Arc::new(AtomicBool::new(false));
-        let (root, job_id, attempt, io_abort) = (
+        let (root, job_id, attempt, restore, io_abort) = (
             PathBuf::from(&spec.path),
             ctx.job_id.clone(),
             ctx.attempt,
+            ctx.restore.as_ref().map(|r| r.point),
             abort.clone(),
         );
         let io_thread = std::thread::Builder::new()
             .name(format!("parquet-io-{}-{subtask}", vertex.name))
             .spawn(move || {
-                let result = remove_earlier_attempts(&root, &job_id, attempt, subtask).and_then(|removed| {
-                    if removed > 0 {
-                        tracing::info!(job = %job_id, attempt, subtask, removed, root = %root.display(), "removed the parts of earlier attempts");
+                let result = prepare_for_attempt(&root, &job_id, attempt, subtask, restore).and_then(|done| {
+                    if done.removed + done.published > 0 {
+                        tracing::info!(job = %job_id, attempt, subtask, removed = done.removed, published = done.published, root = %root.display(), "prepared the parts of earlier attempts");
                     }
                     FileIo::default().run(rx, io_abort)
                 });
