@@ -475,3 +475,46 @@ fn after_losing_a_task_manager_the_job_resumes_from_its_checkpoint_exactly_once(
     assert!(records_read(&s) < EVENTS, "{s}");
     assert_output_exact(&cluster, &out);
 }
+
+#[test]
+fn after_losing_the_leader_the_job_resumes_from_its_checkpoint_exactly_once() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cluster = start_cluster();
+    let out = cluster.dir.path().join("out");
+    let spec = keyed_spec(cluster.dir.path(), &out);
+    let all = cluster.addresses();
+    let run = cluster.cli(
+        &[
+            "submit",
+            spec.to_str().unwrap(),
+            "--set",
+            "checkpoint.interval_ms=300",
+            "--set",
+            "sources.0.generator.batch_size=1024",
+        ],
+        &all,
+    );
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let job = String::from_utf8_lossy(&run.stdout).trim().to_string();
+    wait_for(&cluster, &all, &job, Duration::from_secs(60), |s| {
+        first_line(s).contains("Running") && s.contains("checkpoints: last") && records_read(s) > EVENTS / 4
+    });
+    let leader = String::from_utf8_lossy(&cluster.cli(&["list"], &all).stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("leader ")
+        .to_string();
+    cluster.kill(cluster.index_of(&leader).unwrap());
+    let survivors = cluster.addresses_except(&leader);
+    let s = wait_for(&cluster, &survivors, &job, Duration::from_secs(180), |s| {
+        first_line(s).contains("Finished")
+    });
+    assert!(!first_line(&s).contains("attempt 0"), "{s}");
+    let logs: String = (1..=3).map(|id| cluster.log(id)).collect();
+    assert!(
+        logs.contains("restoring from checkpoint"),
+        "the new leader resumes from a checkpoint"
+    );
+    assert_output_exact(&cluster, &out);
+}
