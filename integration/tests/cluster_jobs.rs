@@ -101,6 +101,34 @@ fn start_keyed_job() -> (ClusterSandbox, PathBuf, String) {
     (cluster, out, job)
 }
 
+/// Submits the keyed W2 job with checkpoints every `interval_ms` and sources slowed down
+/// (small batches) so that it runs for several intervals; returns its output directory
+/// and id.
+fn submit_checkpointed(cluster: &ClusterSandbox, interval_ms: u64) -> (PathBuf, String) {
+    let out = cluster.dir.path().join("out");
+    let spec = keyed_spec(cluster.dir.path(), &out);
+    let run = cluster.cli(
+        &[
+            "submit",
+            spec.to_str().unwrap(),
+            "--set",
+            &format!("checkpoint.interval_ms={interval_ms}"),
+            "--set",
+            "sources.0.generator.batch_size=1024",
+        ],
+        &cluster.addresses(),
+    );
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    (out, String::from_utf8_lossy(&run.stdout).trim().to_string())
+}
+
+/// Waits until the job runs, has completed a checkpoint and has read a quarter of its input.
+fn wait_for_a_checkpoint(cluster: &ClusterSandbox, job: &str) -> String {
+    wait_for(cluster, &cluster.addresses(), job, Duration::from_secs(60), |s| {
+        first_line(s).contains("Running") && s.contains("checkpoints: last") && records_read(s) > EVENTS / 4
+    })
+}
+
 fn submit(cluster: &ClusterSandbox, spec: &Path) -> String {
     let out = cluster.cli(&["submit", spec.to_str().unwrap()], &cluster.addresses());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -332,27 +360,10 @@ fn cancelling_a_running_job_stops_its_subtasks_and_their_files() {
 fn checkpoints_complete_while_the_job_runs_and_leave_the_output_exact() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let cluster = start_cluster();
-    let out = cluster.dir.path().join("out");
-    let spec = keyed_spec(cluster.dir.path(), &out);
     let all = cluster.addresses();
-    // Slow the sources down so that the job runs for several checkpoint intervals.
-    let run = cluster.cli(
-        &[
-            "submit",
-            spec.to_str().unwrap(),
-            "--set",
-            "checkpoint.interval_ms=300",
-            "--set",
-            "sources.0.generator.batch_size=1024",
-        ],
-        &all,
-    );
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let job = String::from_utf8_lossy(&run.stdout).trim().to_string();
+    let (out, job) = submit_checkpointed(&cluster, 300);
     // A completed checkpoint publishes the parts it covers while the job still runs.
-    let s = wait_for(&cluster, &all, &job, Duration::from_secs(60), |s| {
-        first_line(s).contains("Running") && s.contains("checkpoints: last") && records_read(s) > EVENTS / 4
-    });
+    let s = wait_for_a_checkpoint(&cluster, &job);
     assert!(
         records_read(&s) < EVENTS * 3 / 4,
         "the job ran too fast to look inside:\n{s}"
@@ -401,23 +412,9 @@ fn checkpoints_complete_while_the_job_runs_and_leave_the_output_exact() {
 fn with_checkpoints_no_part_is_published_before_a_checkpoint_covers_it() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let cluster = start_cluster();
-    let out = cluster.dir.path().join("out");
-    let spec = keyed_spec(cluster.dir.path(), &out);
     let all = cluster.addresses();
     // Checkpoints are on but the first one is due only after the job has ended.
-    let run = cluster.cli(
-        &[
-            "submit",
-            spec.to_str().unwrap(),
-            "--set",
-            "checkpoint.interval_ms=3600000",
-            "--set",
-            "sources.0.generator.batch_size=1024",
-        ],
-        &all,
-    );
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let job = String::from_utf8_lossy(&run.stdout).trim().to_string();
+    let (out, job) = submit_checkpointed(&cluster, 3_600_000);
     // Hours close and parts roll while it runs, but they stay hidden.
     let s = wait_for(&cluster, &all, &job, Duration::from_secs(60), |s| {
         first_line(s).contains("Running") && records_read(s) > EVENTS / 4
@@ -442,25 +439,9 @@ fn with_checkpoints_no_part_is_published_before_a_checkpoint_covers_it() {
 fn after_losing_a_task_manager_the_job_resumes_from_its_checkpoint_exactly_once() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut cluster = start_cluster();
-    let out = cluster.dir.path().join("out");
-    let spec = keyed_spec(cluster.dir.path(), &out);
     let all = cluster.addresses();
-    let run = cluster.cli(
-        &[
-            "submit",
-            spec.to_str().unwrap(),
-            "--set",
-            "checkpoint.interval_ms=300",
-            "--set",
-            "sources.0.generator.batch_size=1024",
-        ],
-        &all,
-    );
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let job = String::from_utf8_lossy(&run.stdout).trim().to_string();
-    wait_for(&cluster, &all, &job, Duration::from_secs(60), |s| {
-        first_line(s).contains("Running") && s.contains("checkpoints: last") && records_read(s) > EVENTS / 4
-    });
+    let (out, job) = submit_checkpointed(&cluster, 300);
+    wait_for_a_checkpoint(&cluster, &job);
     cluster.kill_task_manager(1);
     let s = wait_for(&cluster, &all, &job, Duration::from_secs(180), |s| {
         first_line(s).contains("Finished")
@@ -480,25 +461,9 @@ fn after_losing_a_task_manager_the_job_resumes_from_its_checkpoint_exactly_once(
 fn after_losing_the_leader_the_job_resumes_from_its_checkpoint_exactly_once() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut cluster = start_cluster();
-    let out = cluster.dir.path().join("out");
-    let spec = keyed_spec(cluster.dir.path(), &out);
     let all = cluster.addresses();
-    let run = cluster.cli(
-        &[
-            "submit",
-            spec.to_str().unwrap(),
-            "--set",
-            "checkpoint.interval_ms=300",
-            "--set",
-            "sources.0.generator.batch_size=1024",
-        ],
-        &all,
-    );
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let job = String::from_utf8_lossy(&run.stdout).trim().to_string();
-    wait_for(&cluster, &all, &job, Duration::from_secs(60), |s| {
-        first_line(s).contains("Running") && s.contains("checkpoints: last") && records_read(s) > EVENTS / 4
-    });
+    let (out, job) = submit_checkpointed(&cluster, 300);
+    wait_for_a_checkpoint(&cluster, &job);
     let leader = String::from_utf8_lossy(&cluster.cli(&["list"], &all).stdout)
         .lines()
         .next()

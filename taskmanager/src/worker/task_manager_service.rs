@@ -46,17 +46,10 @@ impl TaskManagerService for TaskManagerApi {
         request: Request<TriggerCheckpointRequest>,
     ) -> Result<Response<TriggerCheckpointResponse>, Status> {
         let req = request.into_inner();
-        if self
+        let found = self
             .jobs
-            .trigger_checkpoint(&req.job_id, req.attempt, req.checkpoint_id)
-        {
-            Ok(Response::new(TriggerCheckpointResponse {}))
-        } else {
-            Err(Status::not_found(format!(
-                "attempt {} of job {} does not run here",
-                req.attempt, req.job_id
-            )))
-        }
+            .trigger_checkpoint(&req.job_id, req.attempt, req.checkpoint_id);
+        checkpoint_answer(found, &req)
     }
 
     async fn notify_checkpoint_complete(
@@ -64,17 +57,10 @@ impl TaskManagerService for TaskManagerApi {
         request: Request<TriggerCheckpointRequest>,
     ) -> Result<Response<TriggerCheckpointResponse>, Status> {
         let req = request.into_inner();
-        if self
+        let found = self
             .jobs
-            .checkpoint_complete(&req.job_id, req.attempt, req.checkpoint_id)
-        {
-            Ok(Response::new(TriggerCheckpointResponse {}))
-        } else {
-            Err(Status::not_found(format!(
-                "attempt {} of job {} does not run here",
-                req.attempt, req.job_id
-            )))
-        }
+            .checkpoint_complete(&req.job_id, req.attempt, req.checkpoint_id);
+        checkpoint_answer(found, &req)
     }
 
     type ExchangeStream = Pin<Box<dyn Stream<Item = Result<ExchangeCredit, Status>> + Send>>;
@@ -85,5 +71,20 @@ impl TaskManagerService for TaskManagerApi {
     ) -> Result<Response<Self::ExchangeStream>, Status> {
         let credits = self.inbound.accept(request.into_inner(), NETWORK_CREDITS).await?;
         Ok(Response::new(Box::pin(ReceiverStream::new(credits))))
+    }
+}
+
+/// The answer to a checkpoint call: done, or the attempt does not run here.
+fn checkpoint_answer(
+    found: bool,
+    req: &TriggerCheckpointRequest,
+) -> Result<Response<TriggerCheckpointResponse>, Status> {
+    if found {
+        Ok(Response::new(TriggerCheckpointResponse {}))
+    } else {
+        Err(Status::not_found(format!(
+            "attempt {} of job {} does not run here",
+            req.attempt, req.job_id
+        )))
     }
 }
