@@ -47,6 +47,19 @@ enum Workload {
         #[arg(long, default_value_t = 2)]
         parallelism: u32,
     },
+    /// W2 at parallelism 2 on a cluster of task-manager processes, with or without
+    /// checkpoints (two-phase Parquet commit).
+    W2Cluster {
+        #[arg(long, default_value_t = 20_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 2)]
+        task_managers: usize,
+        #[arg(long, default_value_t = 1)]
+        slots: u32,
+        /// Checkpoint interval; none when absent.
+        #[arg(long)]
+        checkpoint_ms: Option<u64>,
+    },
     /// W3 at parallelism 2 on a cluster of task-manager processes.
     W3Cluster {
         #[arg(long, default_value_t = 100_000_000)]
@@ -95,26 +108,32 @@ fn vertex_records_in(status: &str, vertex: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn w3_cluster(events: u64, task_managers: usize, slots: u32) -> Result<()> {
+/// What one job run on a cluster measured.
+struct ClusterRun {
+    status: String,
+    seconds: f64,
+    rss_mb: u64,
+    cpu_seconds: f64,
+}
+
+/// Runs `spec` with `overrides` on a fresh cluster (one coordinator, `task_managers`
+/// processes) from `submit` until `status` reports it finished.
+fn run_on_cluster(spec: &str, overrides: &[String], task_managers: usize, slots: u32) -> Result<ClusterRun> {
     let mut cluster = ClusterSandbox::start(1);
     for _ in 0..task_managers {
         cluster.start_task_manager(slots);
     }
     cluster.wait_for_task_managers(task_managers, std::time::Duration::from_secs(60));
     let addresses = cluster.addresses();
-    let spec = workspace_root().join("examples/w3-window-count.json");
+    let spec = workspace_root().join("examples").join(spec);
+    let mut args = vec!["submit".to_string(), spec.to_str().context("spec path")?.to_string()];
+    for o in overrides {
+        args.push("--set".into());
+        args.push(o.clone());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let started = Instant::now();
-    let out = cluster.cli(
-        &[
-            "submit",
-            spec.to_str().context("spec path")?,
-            "--set",
-            &format!("sources.0.generator.events={events}"),
-            "--set",
-            "parallelism=2",
-        ],
-        &addresses,
-    );
+    let out = cluster.cli(&args, &addresses);
     if !out.status.success() {
         bail!("submit failed: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -132,17 +151,72 @@ fn w3_cluster(events: u64, task_managers: usize, slots: u32) -> Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
     let seconds = started.elapsed().as_secs_f64();
-    let rss_mb: u64 = cluster.task_manager_pids().into_iter().map(peak_rss_kb).sum::<u64>() / 1024;
-    let cpu: f64 = cluster.task_manager_pids().into_iter().map(cpu_seconds).sum();
-    let counted = vertex_records_in(&status, "count");
-    let windows = vertex_records_in(&status, "discard");
+    Ok(ClusterRun {
+        status,
+        seconds,
+        rss_mb: cluster.task_manager_pids().into_iter().map(peak_rss_kb).sum::<u64>() / 1024,
+        cpu_seconds: cluster.task_manager_pids().into_iter().map(cpu_seconds).sum(),
+    })
+}
+
+/// How many checkpoints `status` lists as completed (it keeps the last 10).
+fn checkpoints_completed(status: &str) -> usize {
+    status
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("checkpoints: "))
+        .and_then(|l| l.rsplit_once("kept: "))
+        .map(|(_, ids)| ids.split_whitespace().count())
+        .unwrap_or(0)
+}
+
+fn w3_cluster(events: u64, task_managers: usize, slots: u32) -> Result<()> {
+    let run = run_on_cluster(
+        "w3-window-count.json",
+        &[format!("sources.0.generator.events={events}"), "parallelism=2".into()],
+        task_managers,
+        slots,
+    )?;
+    let counted = vertex_records_in(&run.status, "count");
+    let windows = vertex_records_in(&run.status, "discard");
     let ok = counted == events && windows > 0 && (events != 50_000_000 || windows == 5_038_774);
     println!(
-        "weir w3_cluster_{task_managers}x{slots} {events} {seconds:.3} {:.0} {rss_mb}",
-        events as f64 / seconds
+        "weir w3_cluster_{task_managers}x{slots} {events} {:.3} {:.0} {}",
+        run.seconds,
+        events as f64 / run.seconds,
+        run.rss_mb
     );
     println!(
-        "INFO w3-cluster events={events} task_managers={task_managers} slots={slots} counted={counted} windows={windows} task_manager_cpu_s={cpu:.1} ok={ok}"
+        "INFO w3-cluster events={events} task_managers={task_managers} slots={slots} counted={counted} windows={windows} task_manager_cpu_s={:.1} ok={ok}",
+        run.cpu_seconds
+    );
+    Ok(())
+}
+
+fn w2_cluster(events: u64, task_managers: usize, slots: u32, checkpoint_ms: Option<u64>) -> Result<()> {
+    let out = tempfile::tempdir()?;
+    let mut overrides = vec![
+        format!("sources.0.generator.events={events}"),
+        "parallelism=2".into(),
+        format!("sinks.0.parquet.path={}", out.path().display()),
+    ];
+    if let Some(ms) = checkpoint_ms {
+        overrides.push(format!("checkpoint.interval_ms={ms}"));
+    }
+    let run = run_on_cluster("w2-hourly-etl.json", &overrides, task_managers, slots)?;
+    let kept = vertex_records_in(&run.status, "hourly");
+    let footer_rows: u64 = parquet_rows_by_partition(out.path())?.values().sum();
+    let ok = kept == footer_rows && (events != 10_000_000 || kept == 8_550_639);
+    let label = checkpoint_ms.map_or("none".to_string(), |ms| format!("{ms}ms"));
+    println!(
+        "weir w2_cluster_{task_managers}x{slots}_ckpt_{label} {events} {:.3} {:.0} {}",
+        run.seconds,
+        events as f64 / run.seconds,
+        run.rss_mb
+    );
+    println!(
+        "INFO w2-cluster events={events} checkpoint={label} kept={kept} footer_rows={footer_rows} checkpoints_completed={} task_manager_cpu_s={:.1} ok={ok}",
+        checkpoints_completed(&run.status),
+        run.cpu_seconds
     );
     Ok(())
 }
@@ -202,6 +276,12 @@ fn wait_with_rusage(pid: libc::pid_t) -> Result<(i32, u64)> {
 fn main() -> Result<()> {
     let work = tempfile::tempdir()?;
     match Cli::parse().workload {
+        Workload::W2Cluster {
+            events,
+            task_managers,
+            slots,
+            checkpoint_ms,
+        } => w2_cluster(events, task_managers, slots, checkpoint_ms)?,
         Workload::W3Cluster {
             events,
             task_managers,
