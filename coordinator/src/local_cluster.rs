@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use weir_common::JobGraph;
 use weir_common::graph::{SinkConnector, VertexKind};
+use weir_taskmanager::file_name::file_name_safe;
 use weir_taskmanager::runtime::sink::SinkReport;
 use weir_taskmanager::runtime::slot_pool::SlotPool;
 use weir_taskmanager::runtime::subtask_metrics::{JobMetrics, SubtaskMetrics};
@@ -57,7 +58,7 @@ async fn run_job(
 ) -> Result<JobSummary, LocalError> {
     let job = graph.name.clone();
     let started = Instant::now();
-    let job_id = format!("{}-{}", sanitize(&job), run_stamp());
+    let job_id = format!("{}-{}", file_name_safe(&job), run_stamp());
     let handles = (0..config.task_managers * slots).map(|i| pool.slot(i)).collect();
     let jobs = DeployedJobs::new("local".into(), handles, None, config.work_dir.clone());
     let tm_count = config.task_managers;
@@ -161,16 +162,4 @@ fn run_stamp() -> String {
         .map(|d| d.as_millis())
         .unwrap_or(0);
     format!("{ms:x}{:04x}", std::process::id() & 0xffff)
-}
-
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }

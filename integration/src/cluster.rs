@@ -186,6 +186,16 @@ impl ClusterSandbox {
         std::fs::read_to_string(self.dir.path().join(format!("coordinator-{id}.log"))).unwrap_or_default()
     }
 
+    /// The leader's address, as the first line of `coordinator list` names it.
+    pub fn leader(&self, addresses: &str) -> String {
+        String::from_utf8_lossy(&self.cli(&["list"], addresses).stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("leader ")
+            .to_string()
+    }
+
     /// Every coordinator's and task manager's log, for a failing assertion's message.
     pub fn all_logs(&self) -> String {
         let mut out = String::new();
@@ -213,4 +223,14 @@ impl Drop for ClusterSandbox {
             self.kill(i);
         }
     }
+}
+
+/// `records in` of one vertex's line of `coordinator status` (0 when it is not there).
+pub fn vertex_records_in(status: &str, vertex: &str) -> u64 {
+    status
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{vertex} ")))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use weir_integration::cluster::ClusterSandbox;
+use weir_integration::cluster::{ClusterSandbox, vertex_records_in};
 use weir_integration::{files_below, python, run_local, workspace_root};
 
 const EVENTS: u64 = 8_000_000;
@@ -175,12 +175,7 @@ fn wait_for(
 
 /// Records read so far by the source vertex, from `status`.
 fn records_read(status: &str) -> u64 {
-    status
-        .lines()
-        .find(|l| l.trim_start().starts_with("logs "))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+    vertex_records_in(status, "logs")
 }
 
 fn first_line(s: &str) -> &str {
@@ -221,12 +216,7 @@ fn a_job_survives_the_loss_of_the_leader() {
     let (mut cluster, out, job) = start_keyed_job();
     let all = cluster.addresses();
 
-    let leader = String::from_utf8_lossy(&cluster.cli(&["list"], &all).stdout)
-        .lines()
-        .next()
-        .unwrap()
-        .trim_start_matches("leader ")
-        .to_string();
+    let leader = cluster.leader(&all);
     cluster.kill(cluster.index_of(&leader).unwrap());
     let killed = Instant::now();
     let survivors = cluster.addresses_except(&leader);
@@ -464,12 +454,7 @@ fn after_losing_the_leader_the_job_resumes_from_its_checkpoint_exactly_once() {
     let all = cluster.addresses();
     let (out, job) = submit_checkpointed(&cluster, 300);
     wait_for_a_checkpoint(&cluster, &job);
-    let leader = String::from_utf8_lossy(&cluster.cli(&["list"], &all).stdout)
-        .lines()
-        .next()
-        .unwrap()
-        .trim_start_matches("leader ")
-        .to_string();
+    let leader = cluster.leader(&all);
     cluster.kill(cluster.index_of(&leader).unwrap());
     let survivors = cluster.addresses_except(&leader);
     let s = wait_for(&cluster, &survivors, &job, Duration::from_secs(180), |s| {

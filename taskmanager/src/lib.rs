@@ -6,6 +6,7 @@ pub mod connectors;
 pub mod dead_letter;
 pub mod error;
 pub mod exchange;
+pub mod file_name;
 pub mod formats;
 pub mod leader_client;
 pub mod operators;

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use weir_integration::cluster::ClusterSandbox;
+use weir_integration::cluster::{ClusterSandbox, vertex_records_in};
 use weir_integration::{binary, parquet_rows_by_partition, workspace_root};
 
 const BASE: i128 = 1_704_067_200_000;
@@ -96,16 +96,6 @@ fn cpu_seconds(pid: u32) -> f64 {
         .unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
-}
-
-/// `records in` of one vertex line of `coordinator status`.
-fn vertex_records_in(status: &str, vertex: &str) -> u64 {
-    status
-        .lines()
-        .find(|l| l.trim_start().starts_with(&format!("{vertex} ")))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 /// What one job run on a cluster measured.

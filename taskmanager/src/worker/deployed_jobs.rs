@@ -21,6 +21,7 @@ use weir_proto::cluster::{SubtaskReport, SubtaskState, VertexMetrics};
 use weir_proto::taskmanager::DeployRequest;
 
 use crate::dead_letter::DeadLetterWriter;
+use crate::file_name::file_name_safe;
 use crate::runtime::job_deployment::{
     DEFAULT_CHANNEL_CAPACITY, Exchange, JobContext, Restore, SubtaskLocation, deploy,
 };
@@ -248,7 +249,7 @@ impl DeployedJobs {
             .map(PathBuf::from)
             .unwrap_or_else(|| self.work_dir.join("dead-letter"));
         let run_id = JobContext::run_id(job, attempt);
-        let file = format!("{run_id}-{}.jsonl", sanitize(&self.task_manager_id));
+        let file = format!("{run_id}-{}.jsonl", file_name_safe(&self.task_manager_id));
         let (dead_letters, dead_writer) = DeadLetterWriter::start(&dead_dir, &file);
         let metrics = JobMetrics::new(graph);
         let (done_tx, done_rx) = mpsc::channel(chains.len().max(1));
@@ -501,10 +502,4 @@ async fn collect_results(
             ended_at: Instant::now(),
         })
     });
-}
-
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
-        .collect()
 }

@@ -16,6 +16,7 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
+use super::file_io::sync_dir;
 use crate::error::TaskError;
 
 /// The checkpoint an attempt restores: which attempt took it, and its id.
@@ -89,9 +90,7 @@ pub fn prepare_for_attempt(
             }
         }
         if published_here {
-            fs::File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| TaskError::io("syncing partition directory", &dir, e))?;
+            sync_dir(&dir)?;
         }
     }
     Ok(done)

@@ -196,7 +196,7 @@ fn unknown(id: u64) -> TaskError {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), TaskError> {
+pub(super) fn sync_dir(dir: &Path) -> Result<(), TaskError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| TaskError::io("syncing partition directory", dir, e))
