@@ -60,6 +60,11 @@ impl VertexKind {
             VertexKind::Sink(_) => "sink",
         }
     }
+
+    /// Whether the operator keeps keyed state (which checkpoints snapshot).
+    pub fn has_keyed_state(&self) -> bool {
+        matches!(self, VertexKind::WindowAggregate(_))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +132,11 @@ pub struct JobGraph {
 impl JobGraph {
     pub fn vertex(&self, id: VertexId) -> &Vertex {
         &self.vertices[id.0]
+    }
+
+    /// The vertices with keyed state.
+    pub fn stateful_vertices(&self) -> impl Iterator<Item = &Vertex> {
+        self.vertices.iter().filter(|v| v.kind.has_keyed_state())
     }
 
     pub fn task_of(&self, v: VertexId) -> &Task {

@@ -3,6 +3,8 @@
 //! parallel subtask. Keeping the key-group count fixed per job is what later lets keyed
 //! state be rescaled without rehashing every key.
 
+use serde::{Deserialize, Serialize};
+
 /// Default number of key groups (Flink's default lower bound).
 pub const DEFAULT_MAX_PARALLELISM: u32 = 128;
 
@@ -16,6 +18,32 @@ pub fn key_group(hash: u64, max_parallelism: u32) -> u32 {
 #[inline]
 pub fn subtask_for_key_group(key_group: u32, max_parallelism: u32, parallelism: u32) -> u32 {
     ((key_group as u64 * parallelism as u64) / max_parallelism as u64) as u32
+}
+
+/// The key groups `[start, end)` one subtask owns (Flink's
+/// `computeKeyGroupRangeForOperatorIndex`): the inverse of [`subtask_for_key_group`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KeyGroupRange {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl KeyGroupRange {
+    pub fn of_subtask(subtask: u32, max_parallelism: u32, parallelism: u32) -> Self {
+        let (s, m, p) = (subtask as u64, max_parallelism as u64, parallelism as u64);
+        Self {
+            start: (s * m).div_ceil(p) as u32,
+            end: ((s + 1) * m).div_ceil(p) as u32,
+        }
+    }
+
+    pub fn contains(&self, key_group: u32) -> bool {
+        (self.start..self.end).contains(&key_group)
+    }
+
+    pub fn overlaps(&self, other: &KeyGroupRange) -> bool {
+        self.start < other.end && other.start < self.end
+    }
 }
 
 /// A stable 64-bit mix for integer keys (SplitMix64's finalizer): the same key lands in
@@ -46,5 +74,18 @@ mod tests {
         }
         assert_eq!(per.iter().sum::<u32>(), DEFAULT_MAX_PARALLELISM);
         assert!(per.iter().all(|&n| (42..=43).contains(&n)), "{per:?}");
+    }
+
+    #[test]
+    fn a_subtask_range_holds_exactly_the_key_groups_routed_to_it() {
+        for p in [1, 2, 3, 7, 128] {
+            for s in 0..p {
+                let range = KeyGroupRange::of_subtask(s, DEFAULT_MAX_PARALLELISM, p);
+                for kg in 0..DEFAULT_MAX_PARALLELISM {
+                    let routed = subtask_for_key_group(kg, DEFAULT_MAX_PARALLELISM, p) == s;
+                    assert_eq!(range.contains(kg), routed, "p={p} s={s} kg={kg}");
+                }
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@ pub mod graph;
 pub mod key_groups;
 pub mod schema;
 pub mod source_position;
+pub mod state_handle;
 pub mod spec;
 pub mod spec_error;
 pub mod spec_loader;

@@ -1,8 +1,10 @@
 //! Where a source subtask stands in its input, as recorded in a checkpoint: reading again
 //! from a position yields exactly the records that followed it; and the checkpoint a new
-//! attempt resumes from.
+//! attempt resumes from (positions and operator state).
 
 use serde::{Deserialize, Serialize};
+
+use crate::state_handle::StateHandle;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -25,6 +27,9 @@ pub struct RestoreFrom {
     pub attempt: u32,
     pub checkpoint: u64,
     pub sources: Vec<RestoredSource>,
+    /// The keyed state of every stateful operator subtask.
+    #[serde(default)]
+    pub state: Vec<StateHandle>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

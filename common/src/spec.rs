@@ -43,15 +43,31 @@ pub struct JobSpec {
     pub checkpoint: Option<CheckpointSpec>,
 }
 
-/// How often the leader starts a checkpoint, and how long one may take before it is
-/// abandoned (the next one then starts).
+/// How often the leader starts a checkpoint, how long one may take before it is
+/// abandoned (the next one then starts), where operator state goes, and how many
+/// completed checkpoints stay in storage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointSpec {
     pub interval_ms: u64,
     #[serde(default = "default_checkpoint_timeout_ms")]
     pub timeout_ms: u64,
+    /// Checkpoint storage for keyed state, a URL (`file:///var/lib/weir/checkpoints`).
+    /// Every task manager and coordinator must reach it. When absent the coordinators'
+    /// `--checkpoint-storage` applies; jobs with keyed state need one or the other.
+    #[serde(default)]
+    pub storage: Option<String>,
+    /// How many completed checkpoints to keep in storage (older ones are deleted).
+    #[serde(default = "default_checkpoint_retain")]
+    pub retain: u32,
 }
+
+fn default_checkpoint_retain() -> u32 {
+    3
+}
+
+/// The most checkpoints the Raft state remembers per job, so the most that can be kept.
+pub const MAX_RETAINED_CHECKPOINTS: u32 = 10;
 
 fn default_checkpoint_timeout_ms() -> u64 {
     600_000
@@ -86,6 +102,9 @@ pub struct GeneratorSpec {
     pub events: u64,
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// At most this many events per second over all subtasks (unlimited when absent).
+    #[serde(default)]
+    pub events_per_second: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

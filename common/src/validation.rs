@@ -14,7 +14,8 @@ use crate::schema::{
     generator_schema, is_event_time_type, is_key_type, is_numeric, is_orderable, schema_from_fields, timestamp_ms,
 };
 use crate::spec::{
-    AggregateFunction, GeneratorWorkload, JobSpec, OperatorSpec, SinkSpec, SourceSpec, WindowAggregateSpec,
+    AggregateFunction, GeneratorWorkload, JobSpec, MAX_RETAINED_CHECKPOINTS, OperatorSpec, SinkSpec, SourceSpec,
+    WindowAggregateSpec,
 };
 use crate::spec_error::{SpecError, SpecErrors};
 
@@ -121,6 +122,17 @@ impl<'a> Validator<'a> {
             }
             if c.timeout_ms == 0 {
                 self.err("checkpoint.timeout_ms", "must be positive");
+            }
+            if c.retain == 0 || c.retain > MAX_RETAINED_CHECKPOINTS {
+                self.err(
+                    "checkpoint.retain",
+                    format!("must be between 1 and {MAX_RETAINED_CHECKPOINTS}"),
+                );
+            }
+            if let Some(url) = &c.storage
+                && !url.contains("://")
+            {
+                self.err("checkpoint.storage", "must be a URL such as file:///var/lib/weir/checkpoints");
             }
         }
         if spec.sources.is_empty() {
@@ -321,6 +333,9 @@ impl<'a> Validator<'a> {
                 }
                 if g.batch_size == 0 {
                     self.err(format!("{path}.generator.batch_size"), "must be positive");
+                }
+                if g.events_per_second == Some(0) {
+                    self.err(format!("{path}.generator.events_per_second"), "must be positive");
                 }
                 SourceConnector::Generator(g.clone())
             }

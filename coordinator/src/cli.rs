@@ -74,6 +74,11 @@ pub struct ServeArgs {
     /// failure, up to 30 s.
     #[arg(long, env = "WEIR_RESTART_BACKOFF_MS", default_value_t = 500)]
     pub restart_backoff_ms: u64,
+    /// Checkpoint storage for jobs whose spec names none (`file:///shared/weir/checkpoints`,
+    /// `s3://bucket/weir` when built with the s3 feature); every coordinator and task
+    /// manager must reach the same place.
+    #[arg(long, env = "WEIR_CHECKPOINT_STORAGE")]
+    pub checkpoint_storage: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -52,6 +52,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CmdError> {
             initial_backoff: Duration::from_millis(args.restart_backoff_ms),
             ..RestartPolicy::default()
         },
+        checkpoint_storage: args.checkpoint_storage,
     })
     .await
     .map_err(CmdError::Failed)
@@ -147,12 +148,21 @@ where
     if let Some(last) = job.checkpoints.last() {
         let ids: Vec<String> = job.checkpoints.iter().map(|c| c.id.to_string()).collect();
         println!(
-            "  checkpoints: last {} (attempt {}, {} ms); kept: {}",
+            "  checkpoints: last {} (attempt {}, {} ms, state {} bytes of which {} uploaded, alignment {} ms); recent: {}",
             last.id,
             last.attempt,
             last.duration_ms,
+            last.state_bytes,
+            last.uploaded_bytes,
+            last.alignment_ms,
             ids.join(" ")
         );
+        for c in job.checkpoints.iter().rev().skip(1).take(4) {
+            println!(
+                "    checkpoint {} (attempt {}): {} ms, state {} bytes, {} uploaded, alignment {} ms",
+                c.id, c.attempt, c.duration_ms, c.state_bytes, c.uploaded_bytes, c.alignment_ms
+            );
+        }
         for s in &last.sources {
             println!("    source task {} subtask {} at {}", s.task, s.subtask, s.position);
         }

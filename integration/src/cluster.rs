@@ -1,6 +1,7 @@
 //! A cluster of real Weir processes on 127.0.0.1 for tests: coordinators started with
 //! free ports and their own data directories, killed with SIGKILL and restarted with the
-//! same command, all stopped when the sandbox is dropped.
+//! same command, all stopped when the sandbox is dropped. Checkpoint storage is the
+//! sandbox's `checkpoints/` directory.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -82,6 +83,10 @@ impl ClusterSandbox {
         if c.id == 1 {
             cmd.arg("--init");
         }
+        cmd.arg("--checkpoint-storage").arg(format!(
+            "file://{}",
+            self.dir.path().join("checkpoints").display()
+        ));
         cmd.args(&serve_args);
         c.process = Some(cmd.spawn().expect("start coordinator"));
     }

@@ -36,6 +36,8 @@ pub enum TaskError {
     /// A network channel between task managers failed (peer gone, bad frame).
     #[error("exchange channel {channel}: {message}")]
     Exchange { channel: String, message: String },
+    #[error(transparent)]
+    State(#[from] crate::state::keyed_state_backend::StateError),
 }
 
 impl TaskError {

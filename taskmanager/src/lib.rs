@@ -12,6 +12,7 @@ pub mod leader_client;
 pub mod operators;
 pub mod runtime;
 pub mod shutdown_signal;
+pub mod state;
 pub mod worker;
 
 pub use error::TaskError;

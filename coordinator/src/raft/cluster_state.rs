@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use weir_common::source_position::SourcePosition;
+use weir_common::state_handle::StateHandle;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -53,6 +54,24 @@ pub struct CompletedCheckpoint {
     /// Where every source subtask stood: a restore resumes reading there.
     #[serde(default)]
     pub sources: Vec<SourceSnapshot>,
+    /// The keyed state of every stateful operator subtask.
+    #[serde(default)]
+    pub state: Vec<StateHandle>,
+    /// The longest barrier alignment over the subtasks.
+    #[serde(default)]
+    pub alignment_ms: u64,
+}
+
+impl CompletedCheckpoint {
+    /// Size of the operator state in storage.
+    pub fn state_bytes(&self) -> u64 {
+        self.state.iter().map(StateHandle::bytes).sum()
+    }
+
+    /// What this checkpoint uploaded (the rest it shares with earlier ones).
+    pub fn uploaded_bytes(&self) -> u64 {
+        self.state.iter().map(|h| h.uploaded_bytes).sum()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,6 +11,8 @@ use openraft::error::{ClientWriteError, RaftError};
 use tonic::{Request, Response, Status};
 use weir_common::spec_loader::parse_spec;
 use weir_common::validation::validate;
+use weir_common::{JobGraph, JobSpec};
+use weir_taskmanager::state::checkpoint_storage::CheckpointStorage;
 use weir_proto::job::job_service_server::JobService;
 use weir_proto::job::{
     CancelRequest, CompletedCheckpoint as WireCheckpoint, GetRequest, JobState as WireState, JobStatus, ListRequest,
@@ -32,6 +34,8 @@ pub struct JobApi {
     /// This coordinator's address, as its peers know it.
     pub address: String,
     pub supervisor: SupervisorHandle,
+    /// Checkpoint storage for specs that name none.
+    pub checkpoint_storage: Option<String>,
 }
 
 /// Turns "not the leader" into a redirect, anything else into UNAVAILABLE.
@@ -125,6 +129,9 @@ pub fn to_wire(job: &JobRecord) -> JobStatus {
                         position: serde_json::to_string(&s.position).unwrap_or_default(),
                     })
                     .collect(),
+                state_bytes: c.state_bytes(),
+                uploaded_bytes: c.uploaded_bytes(),
+                alignment_ms: c.alignment_ms,
             })
             .collect(),
     }
@@ -138,6 +145,22 @@ fn new_job_id(name: &str) -> String {
         .take(40)
         .collect();
     format!("{clean}-{:x}{:05x}", now.as_secs(), now.subsec_nanos() & 0xfffff)
+}
+
+/// A job with keyed state that checkpoints needs storage every process can open.
+fn check_checkpoint_storage(spec: &JobSpec, graph: &JobGraph) -> Result<(), weir_common::SpecError> {
+    let Some(c) = &spec.checkpoint else { return Ok(()) };
+    let refuse = |message: String| weir_common::SpecError {
+        path: "checkpoint.storage".into(),
+        message,
+    };
+    match &c.storage {
+        Some(url) => CheckpointStorage::open(url).map(|_| ()).map_err(|e| refuse(e.to_string())),
+        None if graph.stateful_vertices().next().is_some() => Err(refuse(
+            "required: the job has keyed state (window_aggregate); name a URL here or start the coordinators with --checkpoint-storage".into(),
+        )),
+        None => Ok(()),
+    }
 }
 
 #[tonic::async_trait]
@@ -157,12 +180,21 @@ impl JobService for JobApi {
                     .collect(),
             })
         };
-        let spec = match parse_spec(&req.spec_json, &req.overrides) {
+        let mut spec = match parse_spec(&req.spec_json, &req.overrides) {
             Ok(s) => s,
             Err(e) => return Ok(refused(e)),
         };
-        if let Err(e) = validate(&spec) {
-            return Ok(refused(e));
+        if let Some(c) = spec.checkpoint.as_mut()
+            && c.storage.is_none()
+        {
+            c.storage = self.checkpoint_storage.clone();
+        }
+        let graph = match validate(&spec) {
+            Ok(g) => g,
+            Err(e) => return Ok(refused(e)),
+        };
+        if let Err(e) = check_checkpoint_storage(&spec, &graph) {
+            return Ok(refused(weir_common::SpecErrors(vec![e])));
         }
         let job_id = new_job_id(&spec.name);
         let spec_json = serde_json::to_string(&spec).map_err(|e| Status::internal(e.to_string()))?;

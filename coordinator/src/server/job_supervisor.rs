@@ -18,6 +18,10 @@ use futures::future::join_all;
 use tonic::transport::{Channel, Endpoint};
 use weir_common::event_time::WATERMARK_MIN;
 use weir_common::source_position::{RestoreFrom, RestoredSource};
+use weir_common::spec::CheckpointSpec;
+use weir_common::state_handle::StateHandle;
+use weir_taskmanager::state::checkpoint_storage::{CheckpointStorage, StorageError};
+use weir_taskmanager::state::job_prefix;
 use weir_common::spec_loader::parse_spec;
 use weir_common::validation::validate;
 use weir_common::{JobGraph, VertexKind};
@@ -106,17 +110,10 @@ enum Phase {
     Deployed { placement: Vec<SubtaskPlacement> },
 }
 
-/// The checkpoint a new attempt resumes from: the job's latest completed one. Jobs with
-/// keyed state (window aggregates) replay from the beginning until their state is part of
-/// checkpoints; so do jobs that have no completed checkpoint yet.
+/// The checkpoint a new attempt resumes from: the job's latest completed one (source
+/// positions and operator state); none before the first checkpoint completes.
 fn restore_point(graph: &JobGraph, record: &JobRecord) -> Option<RestoreFrom> {
-    let stateful = graph
-        .vertices
-        .iter()
-        .any(|v| matches!(v.kind, VertexKind::WindowAggregate(_)));
-    if stateful || graph.checkpoint.is_none() {
-        return None;
-    }
+    graph.checkpoint.as_ref()?;
     let last = record.checkpoints.last()?;
     Some(RestoreFrom {
         attempt: last.attempt,
@@ -130,7 +127,39 @@ fn restore_point(graph: &JobGraph, record: &JobRecord) -> Option<RestoreFrom> {
                 position: s.position.clone(),
             })
             .collect(),
+        state: last.state.clone(),
     })
+}
+
+/// A file the checkpoint refers to that it did not upload itself and that no kept
+/// checkpoint holds: it may be gone from storage (a task manager missed a completion),
+/// so the checkpoint must not complete.
+fn missing_state_file(checkpoint: &CompletedCheckpoint, kept: &[CompletedCheckpoint]) -> Option<String> {
+    let held: HashSet<&str> = kept
+        .iter()
+        .flat_map(|c| c.state.iter().flat_map(|h| h.files.iter().map(|f| f.path.as_str())))
+        .collect();
+    checkpoint
+        .state
+        .iter()
+        .flat_map(|h| &h.files)
+        .find(|f| f.checkpoint != checkpoint.id && !held.contains(f.path.as_str()))
+        .map(|f| f.path.clone())
+}
+
+/// The items reported for checkpoint `id`.
+fn at_checkpoint<T>(items: Vec<(u64, T)>, id: u64) -> impl Iterator<Item = T> {
+    items.into_iter().filter_map(move |(at, x)| (at == id).then_some(x))
+}
+
+/// What the subtasks' heartbeats say about checkpoints: the lowest checkpoint every
+/// subtask acknowledged, and per subtask (with the checkpoint it refers to) source
+/// positions, state handles and alignment times.
+struct CheckpointAcks {
+    acknowledged: u64,
+    sources: Vec<(u64, SourceSnapshot)>,
+    state: Vec<(u64, StateHandle)>,
+    alignment_ms: Vec<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -470,34 +499,45 @@ impl JobSupervisor {
             .filter(|(_, r)| r.state == SubtaskState::SubtaskRunning as i32)
             .count();
         if running == subtasks {
-            let acknowledged = reports
-                .iter()
-                .map(|(_, r)| r.checkpoint_acknowledged)
-                .min()
-                .unwrap_or(0);
-            let sources = reports
-                .iter()
-                .filter(|(_, r)| !r.checkpoint_source_position.is_empty())
-                .filter_map(|(_, r)| {
-                    let position = serde_json::from_str(&r.checkpoint_source_position).ok()?;
-                    Some((
-                        r.checkpoint_acknowledged,
-                        SourceSnapshot {
-                            task: r.task,
-                            subtask: r.subtask,
-                            position,
-                        },
-                    ))
-                })
-                .collect();
-            self.checkpoint(job, acknowledged, sources).await;
+            let acks = CheckpointAcks {
+                acknowledged: reports.iter().map(|(_, r)| r.checkpoint_acknowledged).min().unwrap_or(0),
+                sources: reports
+                    .iter()
+                    .filter(|(_, r)| !r.checkpoint_source_position.is_empty())
+                    .filter_map(|(_, r)| {
+                        let position = serde_json::from_str(&r.checkpoint_source_position).ok()?;
+                        Some((
+                            r.checkpoint_acknowledged,
+                            SourceSnapshot {
+                                task: r.task,
+                                subtask: r.subtask,
+                                position,
+                            },
+                        ))
+                    })
+                    .collect(),
+                state: reports
+                    .iter()
+                    .filter(|(_, r)| !r.checkpoint_state.is_empty())
+                    .filter_map(|(_, r)| {
+                        let handles: Vec<StateHandle> = serde_json::from_str(&r.checkpoint_state).ok()?;
+                        Some(handles.into_iter().map(|h| (r.checkpoint_acknowledged, h)))
+                    })
+                    .flatten()
+                    .collect(),
+                alignment_ms: reports
+                    .iter()
+                    .map(|(_, r)| (r.checkpoint_acknowledged, r.checkpoint_alignment_ms))
+                    .collect(),
+            };
+            self.checkpoint(job, acks).await;
         }
     }
 
     /// Completes the checkpoint in flight once every subtask acknowledged it, abandons it
     /// after its timeout, and triggers the next one when it is due. Checkpoints run only
     /// while every subtask runs (a finished subtask acknowledges nothing more).
-    async fn checkpoint(&mut self, job: &str, acknowledged: u64, sources: Vec<(u64, SourceSnapshot)>) {
+    async fn checkpoint(&mut self, job: &str, acks: CheckpointAcks) {
         let Some(sup) = self.jobs.get(job) else { return };
         let Some(config) = sup.graph.checkpoint.clone() else {
             return;
@@ -510,13 +550,11 @@ impl JobSupervisor {
             .filter(|t| matches!(sup.graph.vertex(t.head()).kind, VertexKind::Source { .. }))
             .map(|t| t.parallelism as usize)
             .sum();
+        let stateful_subtasks: usize = sup.graph.stateful_vertices().map(|v| v.parallelism as usize).sum();
         if let Some((id, started)) = sup.checkpoints.in_flight {
-            let positions: Vec<SourceSnapshot> = sources
-                .into_iter()
-                .filter(|(at, _)| *at == id)
-                .map(|(_, s)| s)
-                .collect();
-            if acknowledged >= id && positions.len() == source_subtasks {
+            let positions: Vec<SourceSnapshot> = at_checkpoint(acks.sources, id).collect();
+            let state: Vec<StateHandle> = at_checkpoint(acks.state, id).collect();
+            if acks.acknowledged >= id && positions.len() == source_subtasks && state.len() == stateful_subtasks {
                 let completed_at_ms = chrono::Utc::now().timestamp_millis();
                 let checkpoint = CompletedCheckpoint {
                     id,
@@ -524,7 +562,17 @@ impl JobSupervisor {
                     duration_ms: started.elapsed().as_millis() as u64,
                     completed_at_ms,
                     sources: positions,
+                    state,
+                    alignment_ms: at_checkpoint(acks.alignment_ms, id).max().unwrap_or(0),
                 };
+                let kept = self.kept_checkpoints(job, config.retain);
+                if let Some(missing) = missing_state_file(&checkpoint, &kept) {
+                    tracing::warn!(job, attempt, checkpoint = id, file = %missing, "checkpoint refers to state a discarded checkpoint held; abandoned");
+                    if let Some(sup) = self.jobs.get_mut(job) {
+                        sup.checkpoints.in_flight = None;
+                    }
+                    return;
+                }
                 if self
                     .write(ClusterCommand::CompleteCheckpoint {
                         job_id: job.to_string(),
@@ -543,6 +591,7 @@ impl JobSupervisor {
                     // would keep.
                     self.tell_task_managers(job, attempt, id, CheckpointCall::Complete)
                         .await;
+                    self.discard_old_checkpoints(job, &config).await;
                 }
             } else if started.elapsed() < Duration::from_millis(config.timeout_ms) {
                 return;
@@ -567,10 +616,57 @@ impl JobSupervisor {
         }
     }
 
+    /// The job's last `retain` completed checkpoints: the ones whose files stay in
+    /// storage.
+    fn kept_checkpoints(&self, job: &str, retain: u32) -> Vec<CompletedCheckpoint> {
+        self.state.read(|d| {
+            d.cluster.jobs.get(job).map_or_else(Vec::new, |j| {
+                let skip = j.checkpoints.len().saturating_sub(retain as usize);
+                j.checkpoints[skip..].to_vec()
+            })
+        })
+    }
+
+    /// Deletes from checkpoint storage every file of the job that none of its kept
+    /// checkpoints refers to. Runs before the next checkpoint is triggered, so nothing
+    /// uploaded for a checkpoint that may still complete is touched.
+    async fn discard_old_checkpoints(&self, job: &str, config: &CheckpointSpec) {
+        let Some(url) = &config.storage else { return };
+        let kept: HashSet<String> = self
+            .kept_checkpoints(job, config.retain)
+            .iter()
+            .flat_map(|c| c.state.iter().flat_map(|h| h.files.iter().map(|f| f.path.clone())))
+            .collect();
+        let discard = async {
+            let storage = CheckpointStorage::open(url)?;
+            let mut deleted = 0;
+            for path in storage.list(&job_prefix(job)).await? {
+                if !kept.contains(&path) {
+                    storage.delete(&path).await?;
+                    deleted += 1;
+                }
+            }
+            Ok::<_, StorageError>(deleted)
+        };
+        match discard.await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::debug!(job, deleted, "old checkpoint files deleted"),
+            Err(e) => tracing::warn!(job, error = %e, "deleting old checkpoint files failed; retried after the next checkpoint"),
+        }
+    }
+
     /// Sends a checkpoint trigger or completion to every task manager of the attempt.
     async fn tell_task_managers(&mut self, job: &str, attempt: u32, id: u64, call: CheckpointCall) {
         let Some(Phase::Deployed { placement }) = self.jobs.get(job).map(|s| &s.phase) else {
             return;
+        };
+        let completed_before = match call {
+            CheckpointCall::Trigger => self
+                .state
+                .read(|d| d.cluster.jobs.get(job).and_then(|j| j.checkpoints.last().cloned()))
+                .filter(|c| c.attempt == attempt)
+                .map_or(0, |c| c.id),
+            CheckpointCall::Complete => 0,
         };
         let targets: BTreeMap<String, String> = placement
             .iter()
@@ -584,6 +680,7 @@ impl JobSupervisor {
                     job_id: job.to_string(),
                     attempt,
                     checkpoint_id: id,
+                    completed_before,
                 };
                 async move {
                     let sent = match call {

@@ -32,6 +32,8 @@ pub struct ServeOptions {
     pub peers: BTreeMap<NodeId, String>,
     pub init: bool,
     pub restart: RestartPolicy,
+    /// Checkpoint storage for specs that name none.
+    pub checkpoint_storage: Option<String>,
 }
 
 /// Raft timing. openraft lets a follower stand for election only after the leader's lease
@@ -97,6 +99,7 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
             state,
             address,
             supervisor,
+            checkpoint_storage: opts.checkpoint_storage,
         }))
         .serve_with_shutdown(opts.listen, shutdown_signal())
         .await

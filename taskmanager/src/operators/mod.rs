@@ -5,6 +5,7 @@ pub mod key_by;
 pub mod project;
 pub mod window_aggregate;
 pub mod window_state;
+pub mod window_store;
 
 use std::sync::Arc;
 
@@ -13,11 +14,13 @@ use weir_common::graph::{JobGraph, Vertex, VertexKind};
 use crate::error::TaskError;
 use crate::runtime::operator::Operator;
 use crate::runtime::subtask_metrics::SubtaskMetrics;
+use crate::state::OperatorStateContext;
 
 pub fn build_operator(
     graph: &JobGraph,
     vertex: &Vertex,
     metrics: Arc<SubtaskMetrics>,
+    state: Option<OperatorStateContext>,
 ) -> Result<Box<dyn Operator>, TaskError> {
     let input = vertex
         .input
@@ -42,6 +45,10 @@ pub fn build_operator(
             &input.event_time_column,
             vertex.schema.clone(),
             metrics,
+            state.ok_or_else(|| TaskError::Invalid {
+                vertex: vertex.name.clone(),
+                message: "a stateful operator was deployed without its state".into(),
+            })?,
         )?),
         VertexKind::Source { .. } | VertexKind::Sink(_) => {
             return Err(TaskError::Invalid {

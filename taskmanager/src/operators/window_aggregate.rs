@@ -1,7 +1,7 @@
 //! `window_aggregate`: keyed event-time tumbling windows with count, sum, min and max,
 //! computed incrementally and emitted when the watermark passes a window's last
 //! millisecond. A row whose window has already fired is late: it is counted and dropped,
-//! as in Flink's default.
+//! as in Flink's default. Its state survives restarts: see `window_store`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,10 +16,12 @@ use weir_common::spec::WindowAggregateSpec;
 
 use crate::error::TaskError;
 use crate::operators::window_state::{Accumulator, AggInput, WindowState, encode_keys, key_converter};
+use crate::operators::window_store::{SPILL_KEYS, WindowStore};
 use crate::runtime::event_time_column::event_times;
 use crate::runtime::operator::Operator;
 use crate::runtime::stream_event::StreamEvent;
 use crate::runtime::subtask_metrics::SubtaskMetrics;
+use crate::state::OperatorStateContext;
 
 pub struct WindowAggregate {
     name: String,
@@ -31,7 +33,9 @@ pub struct WindowAggregate {
     accumulators: Vec<Accumulator>,
     agg_columns: Vec<Option<usize>>,
     output: SchemaRef,
+    /// Open windows by start: in memory since the last spill.
     windows: BTreeMap<i64, WindowState>,
+    store: WindowStore,
     watermark: i64,
     metrics: Arc<SubtaskMetrics>,
 }
@@ -44,6 +48,7 @@ impl WindowAggregate {
         event_time_column: &str,
         output: SchemaRef,
         metrics: Arc<SubtaskMetrics>,
+        state: OperatorStateContext,
     ) -> Result<Self, TaskError> {
         let arrow = |e| TaskError::arrow(name, e);
         let key_columns: Vec<usize> = spec
@@ -69,6 +74,7 @@ impl WindowAggregate {
             agg_columns.push(col);
         }
         Ok(Self {
+            store: WindowStore::new(name, state, accumulators.clone()),
             name: name.to_string(),
             size: spec.tumbling_ms as i64,
             key_types: key_fields.iter().map(|(t, _)| t.clone()).collect(),
@@ -115,6 +121,7 @@ impl WindowAggregate {
 
 impl Operator for WindowAggregate {
     fn on_batch(&mut self, batch: RecordBatch, _out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
+        self.store.open_if_restored()?;
         let arrow = |e| TaskError::arrow(&self.name, e);
         let key_cols: Vec<ArrayRef> = self.key_columns.iter().map(|&c| batch.column(c).clone()).collect();
         let keys = encode_keys(&key_cols, self.converter.as_ref()).map_err(arrow)?;
@@ -151,19 +158,40 @@ impl Operator for WindowAggregate {
         if late > 0 {
             SubtaskMetrics::add(&self.metrics.late_records, late);
         }
+        if self.windows.values().map(WindowState::len).sum::<usize>() > SPILL_KEYS {
+            self.store
+                .spill(&mut self.windows, &self.key_types, self.converter.as_ref())?;
+        }
         Ok(())
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
+        self.store.open_if_restored()?;
         self.watermark = watermark;
-        while let Some(entry) = self.windows.first_entry() {
-            if !window_is_complete(*entry.key() + self.size, watermark) {
+        loop {
+            let in_memory = self.windows.first_key_value().map(|(s, _)| *s);
+            let Some(start) = in_memory.into_iter().chain(self.store.first_spilled()).min() else {
+                break;
+            };
+            if !window_is_complete(start + self.size, watermark) {
                 break;
             }
-            let (start, state) = entry.remove_entry();
+            let mut state = self
+                .windows
+                .remove(&start)
+                .unwrap_or_else(|| WindowState::new(self.converter.is_none()));
+            self.store.take(start, &mut state)?;
             self.fire(start, state, out)?;
         }
         out.push(StreamEvent::Watermark(watermark));
+        Ok(())
+    }
+
+    fn on_barrier(&mut self, id: u64, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
+        self.store.open_if_restored()?;
+        self.store
+            .checkpoint(id, &mut self.windows, &self.key_types, self.converter.as_ref())?;
+        out.push(StreamEvent::Barrier(id));
         Ok(())
     }
 }
@@ -178,6 +206,11 @@ mod tests {
     use super::*;
 
     fn operator() -> (WindowAggregate, SchemaRef, Arc<SubtaskMetrics>) {
+        let dir = std::env::temp_dir().join(format!("weir-window-test-{}", xxhash_rust::xxh3::xxh3_64(format!("{:?}", std::thread::current().id()).as_bytes())));
+        operator_in(dir)
+    }
+
+    fn operator_in(dir: std::path::PathBuf) -> (WindowAggregate, SchemaRef, Arc<SubtaskMetrics>) {
         let input: SchemaRef = Arc::new(Schema::new(vec![
             Field::new("user", DataType::Utf8, false),
             Field::new("ts", timestamp_ms(), false),
@@ -208,7 +241,23 @@ mod tests {
         ]));
         let metrics = Arc::new(SubtaskMetrics::default());
         (
-            WindowAggregate::new("w", &spec, &input, "ts", output, metrics.clone()).unwrap(),
+            WindowAggregate::new(
+                "w",
+                &spec,
+                &input,
+                "ts",
+                output,
+                metrics.clone(),
+                OperatorStateContext {
+                    dir,
+                    key_groups: weir_common::key_groups::KeyGroupRange { start: 0, end: 128 },
+                    max_parallelism: 128,
+                    merge_from: Vec::new(),
+                    restored: false,
+                    uploader: None,
+                },
+            )
+            .unwrap(),
             input,
             metrics,
         )
@@ -276,5 +325,52 @@ mod tests {
         };
         assert_eq!(b.num_rows(), 1);
         assert_eq!(b.column(6).as_primitive::<Float64Type>().value(0), 7.0);
+    }
+
+    fn fired(out: &[StreamEvent]) -> Vec<(String, i64, i64, Option<f64>, Option<f64>)> {
+        let mut rows = Vec::new();
+        for e in out {
+            if let StreamEvent::Data(b) = e {
+                for r in 0..b.num_rows() {
+                    let f = |c: usize| {
+                        let a = b.column(c).as_primitive::<Float64Type>();
+                        a.is_valid(r).then(|| a.value(r))
+                    };
+                    rows.push((
+                        b.column(0).as_string::<i32>().value(r).to_string(),
+                        b.column(1).as_primitive::<TimestampMillisecondType>().value(r),
+                        b.column(4).as_primitive::<Int64Type>().value(r),
+                        f(5),
+                        f(6),
+                    ));
+                }
+            }
+        }
+        rows.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        rows
+    }
+
+    #[test]
+    fn windows_spilled_to_rocksdb_fire_the_same_results_as_in_memory_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let feed = |op: &mut WindowAggregate, schema: &SchemaRef, spill: bool| {
+            let mut out = Vec::new();
+            op.on_batch(rows(schema, &["a", "b", "a"], &[1, 2, 15], &[Some(1.5), None, Some(4.0)]), &mut out)
+                .unwrap();
+            if spill {
+                op.store.spill(&mut op.windows, &op.key_types, op.converter.as_ref()).unwrap();
+                assert!(op.windows.is_empty());
+            }
+            op.on_batch(rows(schema, &["a", "c", "b"], &[3, 4, 16], &[Some(9.0), Some(2.0), Some(-1.0)]), &mut out)
+                .unwrap();
+            op.on_watermark(i64::MAX, &mut out).unwrap();
+            fired(&out)
+        };
+        let (mut memory, schema, _) = operator_in(tmp.path().join("memory"));
+        let (mut spilled, _, _) = operator_in(tmp.path().join("spilled"));
+        let expected = feed(&mut memory, &schema, false);
+        assert_eq!(expected.len(), 5, "{expected:?}");
+        assert_eq!(feed(&mut spilled, &schema, true), expected);
+        assert!(spilled.store.first_spilled().is_none(), "fired windows leave RocksDB");
     }
 }

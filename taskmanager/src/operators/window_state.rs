@@ -40,6 +40,23 @@ impl Accumulator {
         }
     }
 
+    /// Folds one value (or another partial result: every accumulator here is associative)
+    /// into `v`. Floats travel as their bits; a count's partial result is its count.
+    #[inline]
+    pub fn fold(self, v: &mut i64, x: i64) {
+        let float = |f: fn(f64, f64) -> f64, v: &mut i64| {
+            *v = f(f64::from_bits(*v as u64), f64::from_bits(x as u64)).to_bits() as i64;
+        };
+        match self {
+            Accumulator::Count | Accumulator::SumInt => *v = v.wrapping_add(x),
+            Accumulator::MinInt => *v = (*v).min(x),
+            Accumulator::MaxInt => *v = (*v).max(x),
+            Accumulator::SumFloat => float(|a, b| a + b, v),
+            Accumulator::MinFloat => float(f64::min, v),
+            Accumulator::MaxFloat => float(f64::max, v),
+        }
+    }
+
     fn is_float(self) -> bool {
         matches!(
             self,
@@ -163,23 +180,11 @@ impl WindowState {
                 match (acc, input) {
                     (Accumulator::Count, _) => *v += 1,
                     (_, AggInput::Int(arr)) if arr.is_valid(row) => {
-                        let x = arr.value(row);
-                        *v = match acc {
-                            Accumulator::SumInt => v.wrapping_add(x),
-                            Accumulator::MinInt => (*v).min(x),
-                            _ => (*v).max(x),
-                        };
+                        acc.fold(v, arr.value(row));
                         self.seen[base + a] = true;
                     }
                     (_, AggInput::Float(arr)) if arr.is_valid(row) => {
-                        let x = arr.value(row);
-                        let cur = f64::from_bits(*v as u64);
-                        let new = match acc {
-                            Accumulator::SumFloat => cur + x,
-                            Accumulator::MinFloat => cur.min(x),
-                            _ => cur.max(x),
-                        };
-                        *v = new.to_bits() as i64;
+                        acc.fold(v, arr.value(row).to_bits() as i64);
                         self.seen[base + a] = true;
                     }
                     _ => {}
@@ -211,6 +216,56 @@ impl WindowState {
                 (slot as usize, true)
             }
             _ => unreachable!("key encoding is fixed per operator"),
+        }
+    }
+
+    /// Every slot as (key bytes, accumulator words, seen flags), in slot order. Integer
+    /// keys are 8 bytes big-endian, other keys Arrow's row format.
+    pub fn entries(&self, n_accs: usize) -> impl Iterator<Item = (std::borrow::Cow<'_, [u8]>, &[i64], &[bool])> {
+        let keys: Box<dyn Iterator<Item = std::borrow::Cow<'_, [u8]>>> = match &self.table {
+            KeyTable::Int { keys, .. } => Box::new(keys.iter().map(|k| std::borrow::Cow::Owned(k.to_be_bytes().to_vec()))),
+            KeyTable::Rows { keys, .. } => Box::new(keys.iter().map(|k| std::borrow::Cow::Borrowed(&k[..]))),
+        };
+        keys.zip(self.values.chunks_exact(n_accs.max(1)))
+            .zip(self.seen.chunks_exact(n_accs.max(1)))
+            .map(|((k, v), s)| (k, v, s))
+    }
+
+    /// Folds a partial result for the key `key` (as [`Self::entries`] encodes it) into
+    /// the window.
+    pub fn merge_entry(&mut self, key: &[u8], values: &[i64], seen: &[bool], accs: &[Accumulator]) {
+        let n = accs.len();
+        let (slot, fresh) = match &mut self.table {
+            KeyTable::Int { index, keys } => {
+                let k = i64::from_be_bytes(key.try_into().expect("integer keys are 8 bytes"));
+                let next = keys.len() as u32;
+                let slot = *index.entry(k).or_insert(next);
+                if slot == next {
+                    keys.push(k);
+                }
+                (slot as usize, slot == next)
+            }
+            KeyTable::Rows { index, keys } => match index.get(key) {
+                Some(&slot) => (slot as usize, false),
+                None => {
+                    let slot = keys.len() as u32;
+                    let owned: Box<[u8]> = key.into();
+                    keys.push(owned.clone());
+                    index.insert(owned, slot);
+                    (slot as usize, true)
+                }
+            },
+        };
+        if fresh {
+            self.values.extend(accs.iter().map(|a| initial(*a)));
+            self.seen.extend(std::iter::repeat_n(false, n));
+        }
+        let base = slot * n;
+        for (a, acc) in accs.iter().enumerate() {
+            if *acc == Accumulator::Count || seen[a] {
+                acc.fold(&mut self.values[base + a], values[a]);
+                self.seen[base + a] |= seen[a];
+            }
         }
     }
 
@@ -276,7 +331,7 @@ impl WindowState {
     }
 }
 
-fn initial(acc: Accumulator) -> i64 {
+pub fn initial(acc: Accumulator) -> i64 {
     match acc {
         Accumulator::Count | Accumulator::SumInt => 0,
         Accumulator::SumFloat => 0f64.to_bits() as i64,

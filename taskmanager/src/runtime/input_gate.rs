@@ -14,6 +14,7 @@
 
 use std::future::poll_fn;
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use weir_common::event_time::{WATERMARK_MAX, WATERMARK_MIN};
@@ -25,6 +26,7 @@ use crate::runtime::stream_event::StreamEvent;
 struct Alignment {
     id: u64,
     arrived: Vec<bool>,
+    started: Instant,
 }
 
 pub struct InputGate {
@@ -37,6 +39,8 @@ pub struct InputGate {
     aligning: Option<Alignment>,
     /// The newest checkpoint whose barrier this gate emitted (or abandoned).
     last_barrier: Option<u64>,
+    /// How long the last completed alignment held channels back, with its checkpoint.
+    last_alignment: Option<(u64, Duration)>,
 }
 
 impl InputGate {
@@ -51,6 +55,7 @@ impl InputGate {
             finished: false,
             aligning: None,
             last_barrier: None,
+            last_alignment: None,
         }
     }
 
@@ -114,7 +119,11 @@ impl InputGate {
                 }
                 let mut arrived = vec![false; self.channels.len()];
                 arrived[channel] = true;
-                self.aligning = Some(Alignment { id, arrived });
+                self.aligning = Some(Alignment {
+                    id,
+                    arrived,
+                    started: Instant::now(),
+                });
             }
         }
     }
@@ -132,9 +141,16 @@ impl InputGate {
             return None;
         }
         let id = a.id;
+        self.last_alignment = Some((id, a.started.elapsed()));
         self.aligning = None;
         self.last_barrier = Some(id);
         Some(id)
+    }
+
+    /// The last completed alignment: its checkpoint and how long the first barrier waited
+    /// for the last (Flink's "alignment duration").
+    pub fn last_alignment(&self) -> Option<(u64, Duration)> {
+        self.last_alignment
     }
 
     /// Whether channel `i` may be read now (open, and not holding back after a barrier).

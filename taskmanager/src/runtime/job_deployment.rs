@@ -13,6 +13,7 @@ use actix::prelude::*;
 use tokio::sync::mpsc;
 use weir_common::graph::{EdgePartitioning, JobGraph, VertexKind};
 use weir_common::source_position::{RestoreFrom, SourcePosition};
+use weir_common::state_handle::StateHandle;
 
 use crate::connectors::filesystem::attempt_cleanup::RestorePoint;
 use crate::connectors::{build_sink, build_source};
@@ -32,6 +33,7 @@ use crate::runtime::source_driver::SourceDriver;
 use crate::runtime::stream_event::StreamEvent;
 use crate::runtime::subtask_actor::{ChainTail, SubtaskActor, SubtaskDone, SubtaskId, SubtaskIo, TaskInput};
 use crate::runtime::subtask_metrics::JobMetrics;
+use crate::state::StateServices;
 
 /// Batches in flight per channel: enough to keep both ends busy, small enough that memory
 /// stays bounded (a few MB per channel at 8192-row batches).
@@ -55,6 +57,8 @@ pub struct JobContext {
     pub checkpointing: bool,
     /// The checkpoint this attempt resumes from.
     pub restore: Option<Restore>,
+    /// Keyed state of the stateful operators.
+    pub state: StateServices,
 }
 
 /// A checkpoint to resume from, as the subtasks use it.
@@ -62,6 +66,7 @@ pub struct JobContext {
 pub struct Restore {
     pub point: RestorePoint,
     pub sources: HashMap<(usize, u32), SourcePosition>,
+    pub state: Vec<StateHandle>,
 }
 
 impl From<RestoreFrom> for Restore {
@@ -76,6 +81,7 @@ impl From<RestoreFrom> for Restore {
                 .into_iter()
                 .map(|s| ((s.task as usize, s.subtask), s.position))
                 .collect(),
+            state: r.state,
         }
     }
 }
@@ -245,8 +251,17 @@ pub fn deploy(
             for v in chain_vertices {
                 let vertex = graph.vertex(*v);
                 let metrics = ctx.metrics.get(v.0, s);
+                let state = vertex.kind.has_keyed_state().then(|| {
+                    ctx.state.for_operator(
+                        (&ctx.job_id, ctx.attempt),
+                        vertex,
+                        s,
+                        graph.max_parallelism,
+                        ctx.metrics.checkpoint(task.id, s),
+                    )
+                });
                 operators.push(ChainedOperator {
-                    operator: build_operator(graph, vertex, metrics.clone())?,
+                    operator: build_operator(graph, vertex, metrics.clone(), state)?,
                     metrics,
                 });
             }

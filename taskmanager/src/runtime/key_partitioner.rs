@@ -26,11 +26,8 @@ const NULL_HASH: u64 = 0x5bd1_e995;
 impl KeyPartitioner {
     /// The stable hash of every row's key.
     pub fn hash_rows(&self, batch: &RecordBatch) -> Result<Vec<u64>, ArrowError> {
-        let mut hashes = vec![0u64; batch.num_rows()];
-        for (n, &c) in self.key_columns.iter().enumerate() {
-            hash_column(batch.column(c), &mut hashes, n == 0)?;
-        }
-        Ok(hashes)
+        let cols: Vec<ArrayRef> = self.key_columns.iter().map(|&c| batch.column(c).clone()).collect();
+        hash_keys(&cols, batch.num_rows())
     }
 
     /// Splits `batch` into `(target subtask, rows)` parts, skipping empty ones.
@@ -60,6 +57,16 @@ impl KeyPartitioner {
         }
         Ok(parts)
     }
+}
+
+/// The stable hash of every row of some key columns (what routes the row to a subtask
+/// and gives it its key group).
+pub fn hash_keys(cols: &[ArrayRef], rows: usize) -> Result<Vec<u64>, ArrowError> {
+    let mut hashes = vec![0u64; rows];
+    for (n, col) in cols.iter().enumerate() {
+        hash_column(col, &mut hashes, n == 0)?;
+    }
+    Ok(hashes)
 }
 
 fn hash_ints<T: arrow::datatypes::ArrowPrimitiveType>(

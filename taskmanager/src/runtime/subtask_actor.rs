@@ -205,6 +205,12 @@ impl Handler<Pump> for SubtaskActor {
                 .and_then(Option::as_ref)
                 .and_then(|events| newest_barrier(events));
             let checkpoints = act.checkpoints.clone();
+            if let (Some(id), TaskInput::Gate(gate)) = (passed, &io.input)
+                && let Some((aligned, took)) = gate.last_alignment()
+                && aligned == id
+            {
+                *checkpoints.alignment_ms.lock().expect("alignment lock") = Some((id, took.as_millis() as u64));
+            }
             async move {
                 let step = match processed {
                     Ok(Some(events)) => io.tail.deliver(events).await,

@@ -8,6 +8,8 @@ use weir_common::JobGraph;
 use weir_common::event_time::WATERMARK_MIN;
 use weir_common::source_position::SourcePosition;
 
+use crate::state::snapshot_progress::SnapshotProgress;
+
 #[derive(Debug)]
 pub struct SubtaskMetrics {
     pub records_in: AtomicU64,
@@ -51,6 +53,10 @@ pub struct CheckpointProgress {
     pub acknowledged: AtomicU64,
     pub source_position: Mutex<Option<(u64, SourcePosition)>>,
     pub on_complete: Mutex<Option<OnCheckpointComplete>>,
+    /// The chain's state snapshots and their uploads.
+    pub state: Mutex<SnapshotProgress>,
+    /// The last barrier alignment at the chain's input: (checkpoint, milliseconds).
+    pub alignment_ms: Mutex<Option<(u64, u64)>>,
 }
 
 impl std::fmt::Debug for CheckpointProgress {
@@ -65,6 +71,7 @@ impl std::fmt::Debug for CheckpointProgress {
 impl CheckpointProgress {
     /// Checkpoint `id` completed: a two-phase sink publishes what it pre-committed.
     pub fn complete(&self, id: u64) {
+        self.state.lock().expect("state lock").complete(id);
         if let Some(f) = &*self.on_complete.lock().expect("on_complete lock") {
             f(id);
         }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::{mpsc, watch};
 use weir_common::JobGraph;
+use weir_common::key_groups::KeyGroupRange;
 use weir_common::source_position::RestoreFrom;
 use weir_common::spec_loader::parse_spec;
 use weir_common::validation::validate;
@@ -28,6 +29,9 @@ use crate::runtime::job_deployment::{
 use crate::runtime::sink::SinkReport;
 use crate::runtime::subtask_actor::{Cancel, SubtaskActor, SubtaskDone, TriggerCheckpoint};
 use crate::runtime::subtask_metrics::JobMetrics;
+use crate::state::StateServices;
+use crate::state::checkpoint_storage::CheckpointStorage;
+use crate::state::state_restore;
 
 /// How long the reports of an ended attempt are kept for the heartbeat, so that a leader
 /// elected meanwhile still learns how it ended.
@@ -51,6 +55,8 @@ pub enum DeployError {
         #[source]
         source: crate::TaskError,
     },
+    #[error("job {job}: {message}")]
+    State { job: String, message: String },
 }
 
 /// Where a subtask of an attempt runs, as this task manager sees it.
@@ -204,11 +210,66 @@ impl DeployedJobs {
             }
             self.cancel(job, attempt.max(running + 1)).await;
         }
-        let started = self.start(job, attempt, graph, restore, place)?;
+        let state = self.prepare_state(job, attempt, graph, restore.as_ref(), place).await?;
+        let started = self.start(job, attempt, graph, restore, state, place)?;
         let subtasks = started.actors.len() as u32;
         tracing::info!(job, attempt, subtasks, "deployed");
         self.jobs.lock().expect("jobs lock").insert(job.to_string(), started);
         Ok(subtasks)
+    }
+
+    /// Opens the job's checkpoint storage and fetches the restored state of the stateful
+    /// operator subtasks placed here. RocksDB instances of earlier attempts are removed:
+    /// state always comes back from checkpoint storage.
+    async fn prepare_state(
+        &self,
+        job: &str,
+        attempt: u32,
+        graph: &JobGraph,
+        restore: Option<&Restore>,
+        place: &(dyn Fn(usize, u32) -> Option<Placed> + Sync),
+    ) -> Result<StateServices, DeployError> {
+        let state_err = |message: String| DeployError::State {
+            job: job.to_string(),
+            message,
+        };
+        let job_root = self.work_dir.join("state").join(file_name_safe(job));
+        let old = job_root.clone();
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(old)).await;
+        let stateful = graph.stateful_vertices().count() > 0;
+        let storage = match graph.checkpoint.as_ref() {
+            Some(c) if stateful && self.exchange.is_some() => {
+                let url = c.storage.as_deref().ok_or_else(|| {
+                    state_err("checkpoint.storage is not set, and the job has keyed state".into())
+                })?;
+                Some(CheckpointStorage::open(url).map_err(|e| state_err(e.to_string()))?)
+            }
+            _ => None,
+        };
+        let local_root = job_root.join(format!("a{attempt}"));
+        let mut restored = HashMap::new();
+        if let (Some(r), Some(storage)) = (restore, &storage) {
+            for v in graph.stateful_vertices() {
+                let task = graph.task_of(v.id).id;
+                for s in 0..v.parallelism {
+                    if !matches!(place(task, s), Some(Placed::Here { .. })) {
+                        continue;
+                    }
+                    let range = KeyGroupRange::of_subtask(s, graph.max_parallelism, v.parallelism);
+                    let dir = local_root.join(format!("{}-{s}", file_name_safe(&v.name)));
+                    let fetched = state_restore::fetch(storage, &r.state, v.id.0 as u32, range, &dir)
+                        .await
+                        .map_err(|e| state_err(format!("restoring {} subtask {s}: {e}", v.name)))?;
+                    restored.insert((v.id.0, s), fetched);
+                }
+            }
+        }
+        Ok(StateServices {
+            local_root,
+            storage,
+            runtime: tokio::runtime::Handle::current(),
+            restored,
+        })
     }
 
     fn start(
@@ -217,6 +278,7 @@ impl DeployedJobs {
         attempt: u32,
         graph: &JobGraph,
         restore: Option<Restore>,
+        state: StateServices,
         place: &dyn Fn(usize, u32) -> Option<Placed>,
     ) -> Result<JobAttempt, DeployError> {
         let mut chains = BTreeMap::new();
@@ -265,6 +327,7 @@ impl DeployedJobs {
             // `coordinator local` has no leader to complete checkpoints.
             checkpointing: graph.checkpoint.is_some() && self.exchange.is_some(),
             restore,
+            state,
         };
         let place = |task: usize, subtask: u32| locations[&(task, subtask)].clone();
         let actors = deploy(graph, &place, &ctx).map_err(|source| DeployError::Task {
@@ -408,7 +471,12 @@ impl DeployedJobs {
                     continue;
                 };
                 let progress = a.metrics.checkpoint(*task, *subtask);
-                let acknowledged = progress.acknowledged.load(Ordering::Acquire);
+                let passed = progress.acknowledged.load(Ordering::Acquire);
+                let (acknowledged, handles) = progress.state.lock().expect("state lock").acknowledge(passed);
+                let alignment_ms = match *progress.alignment_ms.lock().expect("alignment lock") {
+                    Some((id, ms)) if id == acknowledged => ms,
+                    _ => 0,
+                };
                 out.push(SubtaskReport {
                     job_id: job_id.clone(),
                     attempt: a.attempt,
@@ -422,6 +490,12 @@ impl DeployedJobs {
                         .position_at(acknowledged)
                         .and_then(|p| serde_json::to_string(&p).ok())
                         .unwrap_or_default(),
+                    checkpoint_state: if handles.is_empty() {
+                        String::new()
+                    } else {
+                        serde_json::to_string(&handles).unwrap_or_default()
+                    },
+                    checkpoint_alignment_ms: alignment_ms,
                     vertices: vertices
                         .iter()
                         .map(|v| {

@@ -31,7 +31,7 @@ impl TaskManagerService for TaskManagerApi {
             Err(e @ (DeployError::Spec { .. } | DeployError::Placement { .. } | DeployError::Slot { .. })) => {
                 Err(Status::invalid_argument(e.to_string()))
             }
-            Err(e @ DeployError::Task { .. }) => Err(Status::internal(e.to_string())),
+            Err(e @ (DeployError::Task { .. } | DeployError::State { .. })) => Err(Status::internal(e.to_string())),
         }
     }
 
@@ -46,6 +46,11 @@ impl TaskManagerService for TaskManagerApi {
         request: Request<TriggerCheckpointRequest>,
     ) -> Result<Response<TriggerCheckpointResponse>, Status> {
         let req = request.into_inner();
+        if req.completed_before > 0 {
+            // Completing is idempotent; this covers a lost NotifyCheckpointComplete.
+            self.jobs
+                .checkpoint_complete(&req.job_id, req.attempt, req.completed_before);
+        }
         let found = self
             .jobs
             .trigger_checkpoint(&req.job_id, req.attempt, req.checkpoint_id);

@@ -3,6 +3,7 @@
 //! advances through event time at the same pace.
 
 pub mod datagen;
+pub mod rate_limit;
 pub mod typed_reader;
 pub mod w2_reader;
 
@@ -44,9 +45,16 @@ impl IndexRange {
 
 pub fn build(spec: &GeneratorSpec, subtask: u32, parallelism: u32) -> Box<dyn SourceReader> {
     let range = IndexRange::new(spec.events, subtask, parallelism);
-    match spec.workload {
+    let reader: Box<dyn SourceReader> = match spec.workload {
         GeneratorWorkload::W2Logs => Box::new(w2_reader::W2Reader::new(range, spec.batch_size)),
         w => Box::new(typed_reader::TypedReader::new(w, range, spec.batch_size)),
+    };
+    match spec.events_per_second {
+        Some(rate) => Box::new(rate_limit::RateLimited::new(
+            reader,
+            rate.div_ceil(parallelism as u64),
+        )),
+        None => reader,
     }
 }
 
@@ -61,6 +69,7 @@ mod tests {
             workload: GeneratorWorkload::W3Events,
             events: 10_000,
             batch_size: 700,
+            events_per_second: None,
         };
         let count = |out: SourceOutput| match out {
             SourceOutput::Rows(b) => b.num_rows(),

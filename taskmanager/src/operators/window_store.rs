@@ -1,0 +1,186 @@
+//! The window aggregate's keyed state in RocksDB. Windows accumulate in memory (a hash
+//! probe and an add per row); at every checkpoint barrier, and whenever the in-memory
+//! windows hold more than [`SPILL_KEYS`] keys, their partial results are merged into
+//! RocksDB and memory starts over. A window fires from memory alone unless part of it
+//! was spilled, in which case its RocksDB rows (one range scan: rows are ordered by
+//! window start) are folded in first and then deleted. So memory stays bounded, state
+//! larger than memory lives on disk, and a job whose windows close between checkpoints
+//! barely touches RocksDB.
+//!
+//! Value layout: one little-endian i64 word per aggregate, then one "seen" byte per
+//! aggregate. Every aggregate is associative, so RocksDB merges partial results itself
+//! (a merge operator) and a spill never reads before it writes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arrow::datatypes::DataType;
+use arrow::row::RowConverter;
+use weir_common::key_groups::key_group;
+
+use crate::error::TaskError;
+use crate::operators::window_state::{Accumulator, WindowState, initial};
+use crate::runtime::key_partitioner::hash_keys;
+use crate::state::OperatorStateContext;
+use crate::state::keyed_state_backend::{KeyedStateBackend, state_options};
+
+/// In-memory keys (over all open windows) above which the windows spill to RocksDB:
+/// roughly 100 MB of hash tables for one aggregate.
+pub const SPILL_KEYS: usize = 2 << 20;
+
+pub struct WindowStore {
+    name: String,
+    ctx: OperatorStateContext,
+    accumulators: Vec<Accumulator>,
+    backend: Option<KeyedStateBackend>,
+    /// Window starts with rows in RocksDB.
+    spilled: BTreeSet<i64>,
+}
+
+impl WindowStore {
+    pub fn new(name: &str, ctx: OperatorStateContext, accumulators: Vec<Accumulator>) -> Self {
+        Self {
+            name: name.to_string(),
+            ctx,
+            accumulators,
+            backend: None,
+            spilled: BTreeSet::new(),
+        }
+    }
+
+    /// Opens RocksDB now if a restore brought state (its windows must be known before
+    /// the first watermark); otherwise RocksDB opens on first need.
+    pub fn open_if_restored(&mut self) -> Result<(), TaskError> {
+        if self.ctx.restored && self.backend.is_none() {
+            self.backend()?;
+        }
+        Ok(())
+    }
+
+    fn backend(&mut self) -> Result<&KeyedStateBackend, TaskError> {
+        if self.backend.is_none() {
+            let accs = self.accumulators.clone();
+            let merge = move |_: &[u8], existing: Option<&[u8]>, ops: &rocksdb::merge_operator::MergeOperands| {
+                let mut acc = existing.map_or_else(|| empty(&accs), |e| decode(e, accs.len()));
+                for op in ops {
+                    let (v, s) = decode(op, accs.len());
+                    fold(&accs, &mut acc, &v, &s);
+                }
+                Some(encode(&acc.0, &acc.1))
+            };
+            let backend = KeyedStateBackend::open(
+                &self.name,
+                &self.ctx.dir,
+                state_options("weir_window_accumulators", merge),
+                &self.ctx.merge_from,
+                self.ctx.key_groups,
+            )?;
+            self.ctx.merge_from.clear();
+            self.spilled = backend.namespaces()?;
+            self.backend = Some(backend);
+        }
+        Ok(self.backend.as_ref().expect("just opened"))
+    }
+
+    /// The earliest window start with rows in RocksDB.
+    pub fn first_spilled(&self) -> Option<i64> {
+        self.spilled.first().copied()
+    }
+
+    /// Merges every in-memory window into RocksDB and empties them.
+    pub fn spill(
+        &mut self,
+        windows: &mut BTreeMap<i64, WindowState>,
+        key_types: &[DataType],
+        converter: Option<&RowConverter>,
+    ) -> Result<(), TaskError> {
+        if windows.values().all(WindowState::is_empty) {
+            windows.clear();
+            return Ok(());
+        }
+        let n = self.accumulators.len();
+        let max_parallelism = self.ctx.max_parallelism;
+        let name = self.name.clone();
+        let backend = self.backend()?;
+        for (start, state) in windows.iter() {
+            if state.is_empty() {
+                continue;
+            }
+            let cols = state
+                .key_columns(key_types, converter)
+                .map_err(|e| TaskError::arrow(&name, e))?;
+            let hashes = hash_keys(&cols, state.len()).map_err(|e| TaskError::arrow(&name, e))?;
+            backend.merge_all(state.entries(n).zip(&hashes).map(|((key, values, seen), h)| {
+                (*start, key_group(*h, max_parallelism), key, encode(values, seen))
+            }))?;
+        }
+        self.spilled.extend(windows.keys().copied());
+        windows.clear();
+        Ok(())
+    }
+
+    /// Folds window `start`'s spilled rows into `state` and removes them from RocksDB.
+    pub fn take(&mut self, start: i64, state: &mut WindowState) -> Result<(), TaskError> {
+        if !self.spilled.remove(&start) {
+            return Ok(());
+        }
+        let accs = self.accumulators.clone();
+        let backend = self.backend()?;
+        backend.scan(start, |_, key, value| {
+            let (v, s) = decode(value, accs.len());
+            state.merge_entry(key, &v, &s, &accs);
+        })?;
+        backend.delete_namespace(start)?;
+        Ok(())
+    }
+
+    /// Checkpoint `id`'s barrier: spill, snapshot RocksDB, and hand the snapshot to the
+    /// uploader. Does nothing when the job does not checkpoint.
+    pub fn checkpoint(
+        &mut self,
+        id: u64,
+        windows: &mut BTreeMap<i64, WindowState>,
+        key_types: &[DataType],
+        converter: Option<&RowConverter>,
+    ) -> Result<(), TaskError> {
+        if self.ctx.uploader.is_none() {
+            return Ok(());
+        }
+        self.spill(windows, key_types, converter)?;
+        let local = self.backend()?.snapshot(id)?;
+        if let Some(uploader) = &self.ctx.uploader {
+            uploader.upload(id, local);
+        }
+        Ok(())
+    }
+}
+
+fn empty(accs: &[Accumulator]) -> (Vec<i64>, Vec<bool>) {
+    (accs.iter().map(|a| initial(*a)).collect(), vec![false; accs.len()])
+}
+
+fn fold(accs: &[Accumulator], into: &mut (Vec<i64>, Vec<bool>), values: &[i64], seen: &[bool]) {
+    for (a, acc) in accs.iter().enumerate() {
+        if *acc == Accumulator::Count || seen[a] {
+            acc.fold(&mut into.0[a], values[a]);
+            into.1[a] |= seen[a];
+        }
+    }
+}
+
+fn encode(values: &[i64], seen: &[bool]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() * 9);
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend(seen.iter().map(|s| *s as u8));
+    out
+}
+
+fn decode(bytes: &[u8], n: usize) -> (Vec<i64>, Vec<bool>) {
+    let values = bytes[..n * 8]
+        .chunks_exact(8)
+        .map(|w| i64::from_le_bytes(w.try_into().expect("8 bytes")))
+        .collect();
+    let seen = bytes[n * 8..n * 9].iter().map(|b| *b != 0).collect();
+    (values, seen)
+}

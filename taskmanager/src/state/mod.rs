@@ -1,0 +1,87 @@
+//! Keyed operator state: a RocksDB instance per stateful operator subtask, its snapshots
+//! and their upload to checkpoint storage, and bringing state back on restore.
+
+pub mod checkpoint_storage;
+pub mod keyed_state_backend;
+pub mod snapshot_progress;
+pub mod snapshot_uploader;
+pub mod state_restore;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use weir_common::Vertex;
+use weir_common::key_groups::KeyGroupRange;
+
+use crate::file_name::file_name_safe;
+use crate::runtime::subtask_metrics::CheckpointProgress;
+use crate::state::checkpoint_storage::CheckpointStorage;
+use crate::state::snapshot_uploader::SnapshotUploader;
+use crate::state::state_restore::RestoredState;
+
+/// Where a job's checkpoint files live, relative to the storage root.
+pub fn job_prefix(job_id: &str) -> String {
+    file_name_safe(job_id)
+}
+
+/// What a stateful operator subtask gets at deployment.
+pub struct OperatorStateContext {
+    /// Its RocksDB instance directory (removed when the operator is dropped).
+    pub dir: PathBuf,
+    pub key_groups: KeyGroupRange,
+    pub max_parallelism: u32,
+    /// Restored snapshots to copy its key groups from when the backend opens.
+    pub merge_from: Vec<PathBuf>,
+    /// Whether state was restored (then the backend opens before the first event).
+    pub restored: bool,
+    /// Where snapshots go; `None` when the job does not checkpoint.
+    pub uploader: Option<SnapshotUploader>,
+}
+
+/// What every stateful operator subtask of one attempt on this task manager shares.
+#[derive(Clone)]
+pub struct StateServices {
+    /// This attempt's RocksDB instances: `<work dir>/state/<job>/a<attempt>`.
+    pub local_root: PathBuf,
+    /// Where snapshots go, when the job checkpoints and has keyed state.
+    pub storage: Option<CheckpointStorage>,
+    /// The runtime that carries uploads (not a slot thread).
+    pub runtime: tokio::runtime::Handle,
+    /// What the restore fetched, by (vertex, subtask).
+    pub restored: HashMap<(usize, u32), RestoredState>,
+}
+
+impl StateServices {
+    /// The state context of subtask `subtask` of the stateful `vertex`.
+    pub fn for_operator(
+        &self,
+        job: (&str, u32),
+        vertex: &Vertex,
+        subtask: u32,
+        max_parallelism: u32,
+        progress: Arc<CheckpointProgress>,
+    ) -> OperatorStateContext {
+        let (job_id, attempt) = job;
+        let key_groups = KeyGroupRange::of_subtask(subtask, max_parallelism, vertex.parallelism);
+        let restored = self.restored.get(&(vertex.id.0, subtask)).cloned().unwrap_or_default();
+        let instance = format!("{}-{subtask}", file_name_safe(&vertex.name));
+        OperatorStateContext {
+            dir: self.local_root.join(&instance),
+            key_groups,
+            max_parallelism,
+            merge_from: restored.merge_from,
+            restored: restored.any,
+            uploader: self.storage.as_ref().map(|storage| SnapshotUploader {
+                storage: storage.clone(),
+                runtime: self.runtime.clone(),
+                prefix: format!("{}/{instance}-a{attempt}", job_prefix(job_id)),
+                vertex: vertex.id.0 as u32,
+                subtask,
+                key_groups,
+                progress,
+                one_at_a_time: Arc::default(),
+            }),
+        }
+    }
+}
