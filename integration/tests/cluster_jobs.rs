@@ -371,7 +371,7 @@ fn checkpoints_complete_while_the_job_runs_and_leave_the_output_exact() {
         .find(|l| l.trim_start().starts_with("checkpoints:"))
         .unwrap_or_else(|| panic!("no checkpoint completed:\n{s}\n{}", cluster.all_logs()));
     let ids: Vec<u64> = line
-        .rsplit_once("kept: ")
+        .rsplit_once("recent: ")
         .unwrap()
         .1
         .split_whitespace()

@@ -491,7 +491,11 @@ impl JobSupervisor {
             .count();
         if finished == subtasks && self.set_state(job, JobState::Finished, attempt, None).await {
             tracing::info!(job, attempt, "job finished");
-            self.jobs.remove(job);
+            // A finished job is never restored: its checkpoints go. (A cancelled or
+            // failed job keeps its last ones.)
+            if let Some(config) = self.jobs.remove(job).and_then(|s| s.graph.checkpoint) {
+                self.discard_checkpoints(job, &config, 0).await;
+            }
             return;
         }
         let running = reports
@@ -591,7 +595,7 @@ impl JobSupervisor {
                     // would keep.
                     self.tell_task_managers(job, attempt, id, CheckpointCall::Complete)
                         .await;
-                    self.discard_old_checkpoints(job, &config).await;
+                    self.discard_checkpoints(job, &config, config.retain).await;
                 }
             } else if started.elapsed() < Duration::from_millis(config.timeout_ms) {
                 return;
@@ -627,13 +631,13 @@ impl JobSupervisor {
         })
     }
 
-    /// Deletes from checkpoint storage every file of the job that none of its kept
-    /// checkpoints refers to. Runs before the next checkpoint is triggered, so nothing
-    /// uploaded for a checkpoint that may still complete is touched.
-    async fn discard_old_checkpoints(&self, job: &str, config: &CheckpointSpec) {
+    /// Deletes from checkpoint storage every file of the job that none of its last
+    /// `retain` checkpoints refers to. Runs before the next checkpoint is triggered, so
+    /// nothing uploaded for a checkpoint that may still complete is touched.
+    async fn discard_checkpoints(&self, job: &str, config: &CheckpointSpec, retain: u32) {
         let Some(url) = &config.storage else { return };
         let kept: HashSet<String> = self
-            .kept_checkpoints(job, config.retain)
+            .kept_checkpoints(job, retain)
             .iter()
             .flat_map(|c| c.state.iter().flat_map(|h| h.files.iter().map(|f| f.path.clone())))
             .collect();

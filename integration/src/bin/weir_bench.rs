@@ -13,7 +13,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -60,7 +60,8 @@ enum Workload {
         #[arg(long)]
         checkpoint_ms: Option<u64>,
     },
-    /// W3 at parallelism 2 on a cluster of task-manager processes.
+    /// W3 at parallelism 2 on a cluster of task-manager processes, with or without
+    /// checkpoints (window state in RocksDB, uploaded to checkpoint storage).
     W3Cluster {
         #[arg(long, default_value_t = 100_000_000)]
         events: u64,
@@ -68,6 +69,25 @@ enum Workload {
         task_managers: usize,
         #[arg(long, default_value_t = 1)]
         slots: u32,
+        /// Checkpoint interval; none when absent.
+        #[arg(long)]
+        checkpoint_ms: Option<u64>,
+    },
+    /// Large keyed state: W1 impressions counted per request id (every event a new key)
+    /// in one-day windows, so RocksDB state grows by every event; checkpoints every
+    /// `checkpoint_ms`. Prints each checkpoint's duration and state size.
+    StateCluster {
+        #[arg(long, default_value_t = 30_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 10_000)]
+        checkpoint_ms: u64,
+    },
+    /// Time from SIGKILL of a task manager until the job runs again from its checkpoint
+    /// and reads input: W3 (rate limited) on 3 task managers x 1 slot, checkpoints every
+    /// second; one task manager running the job is killed after a few checkpoints.
+    Recovery {
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
 }
 
@@ -154,31 +174,149 @@ fn checkpoints_completed(status: &str) -> usize {
     status
         .lines()
         .find_map(|l| l.trim().strip_prefix("checkpoints: "))
-        .and_then(|l| l.rsplit_once("kept: "))
+        .and_then(|l| l.rsplit_once("recent: "))
         .map(|(_, ids)| ids.split_whitespace().count())
         .unwrap_or(0)
 }
 
-fn w3_cluster(events: u64, task_managers: usize, slots: u32) -> Result<()> {
-    let run = run_on_cluster(
-        "w3-window-count.json",
-        &[format!("sources.0.generator.events={events}"), "parallelism=2".into()],
-        task_managers,
-        slots,
-    )?;
+fn w3_cluster(events: u64, task_managers: usize, slots: u32, checkpoint_ms: Option<u64>) -> Result<()> {
+    let mut overrides = vec![format!("sources.0.generator.events={events}"), "parallelism=2".into()];
+    if let Some(ms) = checkpoint_ms {
+        overrides.push(format!("checkpoint.interval_ms={ms}"));
+    }
+    let run = run_on_cluster("w3-window-count.json", &overrides, task_managers, slots)?;
     let counted = vertex_records_in(&run.status, "count");
     let windows = vertex_records_in(&run.status, "discard");
     let ok = counted == events && windows > 0 && (events != 50_000_000 || windows == 5_038_774);
+    let label = checkpoint_ms.map_or("none".to_string(), |ms| format!("{ms}ms"));
     println!(
-        "weir w3_cluster_{task_managers}x{slots} {events} {:.3} {:.0} {}",
+        "weir w3_cluster_{task_managers}x{slots}_ckpt_{label} {events} {:.3} {:.0} {}",
         run.seconds,
         events as f64 / run.seconds,
         run.rss_mb
     );
     println!(
-        "INFO w3-cluster events={events} task_managers={task_managers} slots={slots} counted={counted} windows={windows} task_manager_cpu_s={:.1} ok={ok}",
+        "INFO w3-cluster events={events} task_managers={task_managers} slots={slots} counted={counted} windows={windows} checkpoints_completed={} task_manager_cpu_s={:.1} ok={ok}",
+        checkpoints_completed(&run.status),
         run.cpu_seconds
     );
+    Ok(())
+}
+
+fn state_cluster(events: u64, checkpoint_ms: u64) -> Result<()> {
+    let spec = serde_json::json!({
+        "name": "state-bench",
+        "parallelism": 2,
+        "sources": [{
+            "id": "impressions",
+            "generator": { "workload": "w1_impressions", "events": events },
+            "event_time": { "column": "ts", "max_out_of_orderness_ms": 1000 }
+        }],
+        "operators": [{
+            "id": "per_request",
+            "input": "impressions",
+            "window_aggregate": {
+                "key_by": ["request_id"],
+                "tumbling_ms": 86_400_000u64,
+                "aggregates": [{ "function": "count", "as": "n" }]
+            }
+        }],
+        "sinks": [{ "id": "discard", "input": "per_request", "blackhole": {} }],
+        "checkpoint": { "interval_ms": checkpoint_ms }
+    });
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("state-bench.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&spec)?)?;
+    let run = run_on_cluster(path.to_str().context("spec path")?, &[], 2, 1)?;
+    println!(
+        "weir state_cluster_ckpt_{checkpoint_ms}ms {events} {:.3} {:.0} {}",
+        run.seconds,
+        events as f64 / run.seconds,
+        run.rss_mb
+    );
+    for line in run.status.lines().filter(|l| l.contains("checkpoint")) {
+        println!("INFO {}", line.trim());
+    }
+    Ok(())
+}
+
+/// Kills a task manager of a running W3 job and measures, from the kill, when the job
+/// runs again and when its source has read again.
+fn recovery(runs: usize) -> Result<()> {
+    for run in 0..runs {
+        let mut cluster = ClusterSandbox::start(1);
+        for _ in 0..3 {
+            cluster.start_task_manager(1);
+        }
+        cluster.wait_for_task_managers(3, Duration::from_secs(60));
+        let addresses = cluster.addresses();
+        let spec = workspace_root().join("examples/w3-window-count.json");
+        let out = cluster.cli(
+            &[
+                "submit",
+                spec.to_str().context("spec path")?,
+                "--set",
+                "sources.0.generator.events=40000000",
+                "--set",
+                "sources.0.generator.events_per_second=1000000",
+                "--set",
+                "checkpoint.interval_ms=1000",
+            ],
+            &addresses,
+        );
+        if !out.status.success() {
+            bail!("submit failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let job = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let status = |cluster: &ClusterSandbox| {
+            String::from_utf8_lossy(&cluster.cli(&["status", &job], &addresses).stdout).into_owned()
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let before = loop {
+            let s = status(&cluster);
+            if s.contains("checkpoints: last 3") || s.contains("checkpoints: last 4") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                bail!("no checkpoints:
+{s}
+{}", cluster.all_logs());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let victim = before
+            .lines()
+            .find_map(|l| l.split("0@").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|tm| tm.strip_prefix("tm-"))
+            .and_then(|i| i.parse::<usize>().ok())
+            .context("where subtask 0 runs")?;
+        let killed = Instant::now();
+        cluster.kill_task_manager(victim);
+        let mut running = None;
+        let reading = loop {
+            let s = status(&cluster);
+            let first = s.lines().next().unwrap_or_default();
+            if first.contains("Running") && !first.contains("attempt 0") {
+                running.get_or_insert_with(|| killed.elapsed());
+                if vertex_records_in(&s, "events") > 0 {
+                    break killed.elapsed();
+                }
+            }
+            if killed.elapsed() > Duration::from_secs(60) {
+                bail!("the job did not recover:
+{s}
+{}", cluster.all_logs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let running = running.unwrap_or(reading);
+        println!(
+            "INFO recovery run={run} kill_to_running_ms={} kill_to_reading_ms={}",
+            running.as_millis(),
+            reading.as_millis()
+        );
+    }
     Ok(())
 }
 
@@ -276,7 +414,10 @@ fn main() -> Result<()> {
             events,
             task_managers,
             slots,
-        } => w3_cluster(events, task_managers, slots)?,
+            checkpoint_ms,
+        } => w3_cluster(events, task_managers, slots, checkpoint_ms)?,
+        Workload::StateCluster { events, checkpoint_ms } => state_cluster(events, checkpoint_ms)?,
+        Workload::Recovery { runs } => recovery(runs)?,
         Workload::W2 {
             events,
             parallelism,

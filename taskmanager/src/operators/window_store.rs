@@ -154,6 +154,14 @@ impl WindowStore {
     }
 }
 
+impl Drop for WindowStore {
+    fn drop(&mut self) {
+        if let Some(u) = &self.ctx.uploader {
+            u.stop();
+        }
+    }
+}
+
 fn empty(accs: &[Accumulator]) -> (Vec<i64>, Vec<bool>) {
     (accs.iter().map(|a| initial(*a)).collect(), vec![false; accs.len()])
 }

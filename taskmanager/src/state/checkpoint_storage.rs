@@ -35,6 +35,8 @@ pub enum StorageError {
     },
     #[error("checkpoint storage {url}, {path}: no progress for {TRANSFER_TIMEOUT:?}")]
     Timeout { url: String, path: String },
+    #[error("the upload's operator stopped")]
+    Stopped,
 }
 
 #[derive(Clone)]

@@ -81,6 +81,7 @@ impl StateServices {
                 key_groups,
                 progress,
                 one_at_a_time: Arc::default(),
+                stopped: Arc::default(),
             }),
         }
     }

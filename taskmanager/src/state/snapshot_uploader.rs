@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use weir_common::key_groups::KeyGroupRange;
 use weir_common::state_handle::{StateFile, StateHandle};
@@ -26,6 +27,9 @@ pub struct SnapshotUploader {
     pub key_groups: KeyGroupRange,
     pub progress: Arc<CheckpointProgress>,
     pub one_at_a_time: Arc<tokio::sync::Mutex<()>>,
+    /// Set when the operator is gone (its attempt was cancelled): uploads still running
+    /// stop, so a dead attempt does not keep writing into checkpoint storage.
+    pub stopped: Arc<AtomicBool>,
 }
 
 impl SnapshotUploader {
@@ -59,6 +63,10 @@ impl SnapshotUploader {
         });
     }
 
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+    }
+
     async fn upload_files(&self, checkpoint: u64, local: &std::path::Path) -> Result<StateHandle, StorageError> {
         let reusable: Vec<StateFile> = self
             .progress
@@ -81,6 +89,9 @@ impl SnapshotUploader {
         let mut files = Vec::with_capacity(names.len());
         let mut uploaded_bytes = 0;
         for name in names {
+            if self.stopped.load(Ordering::Relaxed) {
+                return Err(StorageError::Stopped);
+            }
             let shared = name.ends_with(".sst");
             if shared && let Some(f) = reusable.iter().find(|f| f.name == name && f.path.starts_with(&self.prefix)) {
                 files.push(f.clone());
