@@ -8,11 +8,11 @@ pub mod graph;
 pub mod key_groups;
 pub mod schema;
 pub mod source_position;
-pub mod state_handle;
 pub mod spec;
 pub mod spec_error;
 pub mod spec_loader;
 pub mod spec_overrides;
+pub mod state_handle;
 pub mod validation;
 
 pub use graph::{EdgePartitioning, JobGraph, Vertex, VertexId, VertexKind};

@@ -30,6 +30,10 @@ pub struct RestoreFrom {
     /// The keyed state of every stateful operator subtask.
     #[serde(default)]
     pub state: Vec<StateHandle>,
+    /// The storage URL the state handles' paths are relative to, when it is not the
+    /// job's checkpoint storage (a savepoint).
+    #[serde(default)]
+    pub state_storage: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -132,7 +132,10 @@ impl<'a> Validator<'a> {
             if let Some(url) = &c.storage
                 && !url.contains("://")
             {
-                self.err("checkpoint.storage", "must be a URL such as file:///var/lib/weir/checkpoints");
+                self.err(
+                    "checkpoint.storage",
+                    "must be a URL such as file:///var/lib/weir/checkpoints",
+                );
             }
         }
         if spec.sources.is_empty() {

@@ -43,8 +43,10 @@ pub enum Command {
     List(ClusterArgs),
     /// Show one job.
     Status(JobArgs),
-    /// Cancel a job.
-    Cancel(JobArgs),
+    /// Cancel a job (after taking a savepoint with --savepoint).
+    Cancel(CancelArgs),
+    /// Take a savepoint of a running job; prints its URL.
+    Savepoint(CancelArgs),
     /// List the task managers known to the leader.
     Taskmanagers(ClusterArgs),
 }
@@ -102,6 +104,21 @@ pub struct SubmitArgs {
     /// Follow the job's status until it ends.
     #[arg(long)]
     pub wait: bool,
+    /// Start from a savepoint (its URL, as `savepoint` printed it): source positions and
+    /// operator state; stateful operators may have a different parallelism.
+    #[arg(long, value_name = "URL")]
+    pub from_savepoint: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CancelArgs {
+    pub job_id: String,
+    /// `cancel`: take a savepoint first, cancel once it is complete (printing its URL).
+    /// `savepoint`: cancel the job once the savepoint is taken.
+    #[arg(long, alias = "cancel")]
+    pub savepoint: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Args, Debug)]
@@ -166,6 +183,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::List(args) => runtime_run(cluster_cmd::list(args)),
         Command::Status(args) => runtime_run(cluster_cmd::status(args)),
         Command::Cancel(args) => runtime_run(cluster_cmd::cancel(args)),
+        Command::Savepoint(args) => runtime_run(cluster_cmd::savepoint(args)),
         Command::Taskmanagers(args) => runtime_run(cluster_cmd::task_managers(args)),
         Command::Local(args) => {
             let graph = match load(&args.spec) {

@@ -10,10 +10,12 @@ use weir_common::event_time::{WATERMARK_MAX, WATERMARK_MIN};
 use weir_proto::cluster::ListTaskManagersRequest;
 use weir_proto::cluster::task_manager_registry_client::TaskManagerRegistryClient;
 use weir_proto::job::job_service_client::JobServiceClient;
-use weir_proto::job::{CancelRequest, GetRequest, JobState, JobStatus, ListRequest, SubmitRequest, VertexStatus};
+use weir_proto::job::{
+    CancelRequest, GetRequest, JobState, JobStatus, ListRequest, SavepointRequest, SubmitRequest, VertexStatus,
+};
 use weir_taskmanager::leader_client::LeaderClient;
 
-use crate::cli::{ClusterArgs, JobArgs, ServeArgs, SubmitArgs};
+use crate::cli::{CancelArgs, ClusterArgs, JobArgs, ServeArgs, SubmitArgs};
 use crate::job_client::JobClient;
 use crate::server::job_supervisor::RestartPolicy;
 use crate::server::serve::{ServeOptions, serve as run_server};
@@ -69,6 +71,7 @@ pub async fn submit(args: SubmitArgs) -> Result<(), CmdError> {
     let req = SubmitRequest {
         spec_json,
         overrides: args.spec.overrides.clone(),
+        from_savepoint: args.from_savepoint.clone().unwrap_or_default(),
     };
     let resp = c
         .call(|mut cl| {
@@ -127,11 +130,41 @@ pub async fn status(args: JobArgs) -> Result<(), CmdError> {
     .await
 }
 
-pub async fn cancel(args: JobArgs) -> Result<(), CmdError> {
+pub async fn cancel(args: CancelArgs) -> Result<(), CmdError> {
+    if args.savepoint {
+        return take_savepoint(args, true).await;
+    }
+    let args = JobArgs {
+        job_id: args.job_id,
+        cluster: args.cluster,
+    };
     one_job(args, |mut cl, job_id| async move {
         cl.cancel(CancelRequest { job_id }).await
     })
     .await
+}
+
+/// `savepoint JOB [--cancel]`.
+pub async fn savepoint(args: CancelArgs) -> Result<(), CmdError> {
+    let cancel = args.savepoint;
+    take_savepoint(args, cancel).await
+}
+
+async fn take_savepoint(args: CancelArgs, cancel: bool) -> Result<(), CmdError> {
+    let resp = client(&args.cluster)?
+        .call(|mut cl| {
+            let job_id = args.job_id.clone();
+            async move { cl.savepoint(SavepointRequest { job_id, cancel }).await }
+        })
+        .await?;
+    println!("{}", resp.url);
+    eprintln!(
+        "savepoint of {} at checkpoint {}{}",
+        args.job_id,
+        resp.checkpoint_id,
+        if cancel { "; job cancelled" } else { "" }
+    );
+    Ok(())
 }
 
 /// Calls a job API method taking a job id and prints the job it returns.

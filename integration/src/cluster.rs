@@ -83,10 +83,8 @@ impl ClusterSandbox {
         if c.id == 1 {
             cmd.arg("--init");
         }
-        cmd.arg("--checkpoint-storage").arg(format!(
-            "file://{}",
-            self.dir.path().join("checkpoints").display()
-        ));
+        cmd.arg("--checkpoint-storage")
+            .arg(format!("file://{}", self.dir.path().join("checkpoints").display()));
         cmd.args(&serve_args);
         c.process = Some(cmd.spawn().expect("start coordinator"));
     }

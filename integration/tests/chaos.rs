@@ -68,7 +68,11 @@ fn spec(w: &Workload, dir: &Path, out: &Path) -> PathBuf {
             "parquet": { "path": out.to_str().unwrap(), "partition": "dt=%Y-%m-%d/hour=%H" }
         }]);
     }
-    let path = dir.join(format!("{}-{}.json", w.name, out.file_name().unwrap().to_str().unwrap()));
+    let path = dir.join(format!(
+        "{}-{}.json",
+        w.name,
+        out.file_name().unwrap().to_str().unwrap()
+    ));
     std::fs::write(&path, serde_json::to_string_pretty(&spec).unwrap()).unwrap();
     path
 }
@@ -152,7 +156,10 @@ fn chaos_run(seed: u64, kills: usize) -> Vec<String> {
     let mut live_task_managers: Vec<usize> = vec![0, 1];
     for _ in 0..kills {
         std::thread::sleep(Duration::from_millis(1500 + rng.below(4500)));
-        if jobs.iter().all(|(_, _, job)| first_line(&status(&cluster, job)).contains("Finished")) {
+        if jobs
+            .iter()
+            .all(|(_, _, job)| first_line(&status(&cluster, job)).contains("Finished"))
+        {
             break;
         }
         if rng.below(3) == 0 {
@@ -191,7 +198,11 @@ fn chaos_run(seed: u64, kills: usize) -> Vec<String> {
             .into_iter()
             .filter(|f| f.file_name().unwrap().to_str().unwrap().starts_with('.'))
             .collect();
-        assert!(left.is_empty(), "seed {seed}, killed {killed:?}: {} left in-progress or pending files: {left:?}", w.name);
+        assert!(
+            left.is_empty(),
+            "seed {seed}, killed {killed:?}: {} left in-progress or pending files: {left:?}",
+            w.name
+        );
         let got = fingerprint(w, out);
         assert!(
             got == expected(w),
@@ -207,18 +218,30 @@ fn chaos_run(seed: u64, kills: usize) -> Vec<String> {
             std::thread::sleep(Duration::from_millis(100));
         }
         let left = files_below(&storage);
-        assert!(left.is_empty(), "seed {seed}: the finished {} job left checkpoint files: {left:?}", w.name);
+        assert!(
+            left.is_empty(),
+            "seed {seed}: the finished {} job left checkpoint files: {left:?}",
+            w.name
+        );
     }
     killed
 }
 
 #[test]
 fn committed_output_is_exactly_the_crash_free_output_under_random_kills() {
-    let runs: u64 = std::env::var("WEIR_CHAOS_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(10);
+    let runs: u64 = std::env::var("WEIR_CHAOS_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(10);
     let first_seed: u64 = std::env::var("WEIR_CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs());
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+        });
     let mut total_kills = 0;
     for run in 0..runs {
         let seed = first_seed + run;
@@ -226,5 +249,8 @@ fn committed_output_is_exactly_the_crash_free_output_under_random_kills() {
         eprintln!("chaos run {run} (seed {seed}): killed {killed:?}; both outputs exact");
         total_kills += killed.len();
     }
-    assert!(total_kills as u64 >= 2 * runs, "the runs ended before the kills: {total_kills}");
+    assert!(
+        total_kills as u64 >= 2 * runs,
+        "the runs ended before the kills: {total_kills}"
+    );
 }

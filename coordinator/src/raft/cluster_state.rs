@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use weir_common::source_position::SourcePosition;
+use weir_common::source_position::{RestoreFrom, SourcePosition};
 use weir_common::state_handle::StateHandle;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +40,9 @@ pub struct JobRecord {
     /// The latest completed checkpoints, oldest first (at most `KEEP_CHECKPOINTS`).
     #[serde(default)]
     pub checkpoints: Vec<CompletedCheckpoint>,
+    /// The savepoint the job started from: where it resumes until its first checkpoint.
+    #[serde(default)]
+    pub from_savepoint: Option<RestoreFrom>,
 }
 
 /// How many completed checkpoints a job record keeps.
@@ -97,6 +100,9 @@ pub enum ClusterCommand {
         name: String,
         spec_json: String,
         submitted_at_ms: i64,
+        /// A savepoint to start from.
+        #[serde(default)]
+        from_savepoint: Option<RestoreFrom>,
     },
     SetJobState {
         job_id: String,
@@ -139,6 +145,7 @@ impl ClusterState {
                 name,
                 spec_json,
                 submitted_at_ms,
+                from_savepoint,
             } => {
                 if self.jobs.contains_key(job_id) {
                     return CommandOutcome::Ignored(format!("job {job_id} exists already"));
@@ -155,6 +162,7 @@ impl ClusterState {
                         submitted_at_ms: *submitted_at_ms,
                         placement: Vec::new(),
                         checkpoints: Vec::new(),
+                        from_savepoint: from_savepoint.clone(),
                     },
                 );
                 CommandOutcome::Applied
@@ -222,6 +230,7 @@ mod tests {
             name: "n".into(),
             spec_json: "{}".into(),
             submitted_at_ms: 1,
+            from_savepoint: None,
         }
     }
 

@@ -9,16 +9,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::Stream;
 use openraft::error::{ClientWriteError, RaftError};
 use tonic::{Request, Response, Status};
+use weir_common::source_position::RestoreFrom;
 use weir_common::spec_loader::parse_spec;
 use weir_common::validation::validate;
-use weir_common::{JobGraph, JobSpec};
-use weir_taskmanager::state::checkpoint_storage::CheckpointStorage;
+use weir_common::{JobGraph, JobSpec, VertexKind};
 use weir_proto::job::job_service_server::JobService;
 use weir_proto::job::{
     CancelRequest, CompletedCheckpoint as WireCheckpoint, GetRequest, JobState as WireState, JobStatus, ListRequest,
-    ListResponse, PlacedSubtask as WirePlaced, SourceSnapshot as WireSourceSnapshot, SpecError, SubmitRequest,
-    SubmitResponse,
+    ListResponse, PlacedSubtask as WirePlaced, SavepointRequest, SavepointResponse,
+    SourceSnapshot as WireSourceSnapshot, SpecError, SubmitRequest, SubmitResponse,
 };
+use weir_taskmanager::state::checkpoint_storage::CheckpointStorage;
 
 use crate::raft::cluster_state::{ClusterCommand, CommandOutcome, JobRecord, JobState};
 use crate::raft::state_machine::StateMachineStore;
@@ -147,6 +148,47 @@ fn new_job_id(name: &str) -> String {
     format!("{clean}-{:x}{:05x}", now.as_secs(), now.subsec_nanos() & 0xfffff)
 }
 
+/// Reads a savepoint's metadata and checks that `graph` can start from it: the same
+/// source parallelism (source positions belong to one subtask each) and the same stateful
+/// operators (their parallelism may change: state is rescaled by key groups).
+async fn read_savepoint(url: &str, graph: &JobGraph) -> Result<RestoreFrom, weir_common::SpecError> {
+    let refuse = |message: String| weir_common::SpecError {
+        path: "from_savepoint".into(),
+        message: format!("{url}: {message}"),
+    };
+    let storage = CheckpointStorage::open(url).map_err(|e| refuse(e.to_string()))?;
+    let bytes = storage.get("_metadata").await.map_err(|e| refuse(e.to_string()))?;
+    let mut restore: RestoreFrom =
+        serde_json::from_slice(&bytes).map_err(|e| refuse(format!("not a savepoint: {e}")))?;
+    for task in &graph.tasks {
+        let head = graph.vertex(task.head());
+        if !matches!(head.kind, VertexKind::Source { .. }) {
+            continue;
+        }
+        let saved = restore.sources.iter().filter(|s| s.task as usize == task.id).count();
+        if saved != task.parallelism as usize {
+            return Err(refuse(format!(
+                "source {} ran with parallelism {saved} there and has {} here; sources cannot be rescaled",
+                head.name, task.parallelism
+            )));
+        }
+    }
+    for h in &restore.state {
+        let stateful = graph
+            .vertices
+            .get(h.vertex as usize)
+            .is_some_and(|v| v.kind.has_keyed_state());
+        if !stateful {
+            return Err(refuse(format!(
+                "it holds state of operator #{} that this job does not have",
+                h.vertex
+            )));
+        }
+    }
+    restore.state_storage = Some(url.to_string());
+    Ok(restore)
+}
+
 /// A job with keyed state that checkpoints needs storage every process can open.
 fn check_checkpoint_storage(spec: &JobSpec, graph: &JobGraph) -> Result<(), weir_common::SpecError> {
     let Some(c) = &spec.checkpoint else { return Ok(()) };
@@ -196,6 +238,14 @@ impl JobService for JobApi {
         if let Err(e) = check_checkpoint_storage(&spec, &graph) {
             return Ok(refused(weir_common::SpecErrors(vec![e])));
         }
+        let from_savepoint = if req.from_savepoint.is_empty() {
+            None
+        } else {
+            match read_savepoint(&req.from_savepoint, &graph).await {
+                Ok(r) => Some(r),
+                Err(e) => return Ok(refused(weir_common::SpecErrors(vec![e]))),
+            }
+        };
         let job_id = new_job_id(&spec.name);
         let spec_json = serde_json::to_string(&spec).map_err(|e| Status::internal(e.to_string()))?;
         let submitted_at_ms = SystemTime::now()
@@ -210,6 +260,7 @@ impl JobService for JobApi {
                 name: spec.name.clone(),
                 spec_json,
                 submitted_at_ms,
+                from_savepoint,
             })
             .await;
         if let Err(e) = written {
@@ -241,6 +292,45 @@ impl JobService for JobApi {
         match self.write(ClusterCommand::CancelJob { job_id: job_id.clone() }).await? {
             CommandOutcome::UnknownJob(id) => Err(Status::not_found(format!("no job '{id}'"))),
             CommandOutcome::Applied | CommandOutcome::Ignored(_) => self.job(&job_id).map(Response::new),
+        }
+    }
+
+    async fn savepoint(&self, request: Request<SavepointRequest>) -> Result<Response<SavepointResponse>, Status> {
+        let req = request.into_inner();
+        self.linearizable().await?;
+        let timeout = self.state.read(|d| {
+            let job = d
+                .cluster
+                .jobs
+                .get(&req.job_id)
+                .ok_or_else(|| Status::not_found(format!("no job '{}'", req.job_id)))?;
+            if job.state != JobState::Running {
+                return Err(Status::failed_precondition(format!(
+                    "job {} is {:?}; savepoints are taken of running jobs",
+                    req.job_id, job.state
+                )));
+            }
+            let spec: JobSpec = serde_json::from_str(&job.spec_json).map_err(|e| Status::internal(e.to_string()))?;
+            let c = spec.checkpoint.ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "job {} does not checkpoint (spec field checkpoint); it has no savepoints",
+                    req.job_id
+                ))
+            })?;
+            Ok(Duration::from_millis(c.timeout_ms.saturating_mul(2)))
+        })?;
+        let answer = self.supervisor.request_savepoint(&req.job_id, req.cancel);
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(Ok((url, checkpoint_id)))) => Ok(Response::new(SavepointResponse { url, checkpoint_id })),
+            Ok(Ok(Err(e))) => Err(Status::internal(format!("savepoint of {}: {e}", req.job_id))),
+            Ok(Err(_)) => Err(Status::unavailable(format!(
+                "savepoint of {}: the job stopped or this coordinator lost the leadership",
+                req.job_id
+            ))),
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "savepoint of {}: no checkpoint completed within {timeout:?}",
+                req.job_id
+            ))),
         }
     }
 

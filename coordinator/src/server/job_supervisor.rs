@@ -15,20 +15,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use tokio::sync::oneshot;
 use tonic::transport::{Channel, Endpoint};
 use weir_common::event_time::WATERMARK_MIN;
 use weir_common::source_position::{RestoreFrom, RestoredSource};
 use weir_common::spec::CheckpointSpec;
-use weir_common::state_handle::StateHandle;
-use weir_taskmanager::state::checkpoint_storage::{CheckpointStorage, StorageError};
-use weir_taskmanager::state::job_prefix;
 use weir_common::spec_loader::parse_spec;
+use weir_common::state_handle::StateHandle;
 use weir_common::validation::validate;
 use weir_common::{JobGraph, VertexKind};
 use weir_proto::cluster::SubtaskState;
 use weir_proto::job::VertexStatus;
 use weir_proto::taskmanager::task_manager_service_client::TaskManagerServiceClient;
 use weir_proto::taskmanager::{CancelRequest, DeployRequest, SubtaskPlacement, TriggerCheckpointRequest};
+use weir_taskmanager::state::checkpoint_storage::{CheckpointStorage, StorageError};
+use weir_taskmanager::state::job_prefix;
 
 use crate::raft::cluster_state::{
     ClusterCommand, CompletedCheckpoint, JobRecord, JobState, PlacedSubtask, SourceSnapshot,
@@ -83,9 +84,60 @@ pub struct SupervisorHandle {
     claims: Arc<Mutex<HashSet<String>>>,
     /// Per job, the live view of its vertices (from the latest heartbeats).
     vertices: Arc<Mutex<HashMap<String, Vec<VertexStatus>>>>,
+    /// Per job, `savepoint` calls waiting for a checkpoint.
+    savepoints: Arc<Mutex<HashMap<String, Vec<PendingSavepoint>>>>,
+}
+
+/// A `savepoint` call waiting for the checkpoint that answers it.
+pub struct PendingSavepoint {
+    pub cancel: bool,
+    pub reply: oneshot::Sender<Result<(String, u64), String>>,
 }
 
 impl SupervisorHandle {
+    /// Asks for a savepoint of `job` at its next checkpoint (triggered at once).
+    pub fn request_savepoint(&self, job_id: &str, cancel: bool) -> oneshot::Receiver<Result<(String, u64), String>> {
+        let (reply, answer) = oneshot::channel();
+        self.savepoints
+            .lock()
+            .expect("savepoints lock")
+            .entry(job_id.to_string())
+            .or_default()
+            .push(PendingSavepoint { cancel, reply });
+        answer
+    }
+
+    fn savepoint_requested(&self, job_id: &str) -> bool {
+        self.savepoints
+            .lock()
+            .expect("savepoints lock")
+            .get(job_id)
+            .is_some_and(|r| r.iter().any(|p| !p.reply.is_closed()))
+    }
+
+    fn take_savepoint_requests(&self, job_id: &str) -> Vec<PendingSavepoint> {
+        let mut requests = self
+            .savepoints
+            .lock()
+            .expect("savepoints lock")
+            .remove(job_id)
+            .unwrap_or_default();
+        requests.retain(|p| !p.reply.is_closed());
+        requests
+    }
+
+    fn requeue_savepoints(&self, job_id: &str, requests: Vec<PendingSavepoint>) {
+        if requests.is_empty() {
+            return;
+        }
+        self.savepoints
+            .lock()
+            .expect("savepoints lock")
+            .entry(job_id.to_string())
+            .or_default()
+            .extend(requests);
+    }
+
     pub fn claim(&self, job_id: &str) {
         self.claims.lock().expect("claims lock").insert(job_id.to_string());
     }
@@ -111,10 +163,12 @@ enum Phase {
 }
 
 /// The checkpoint a new attempt resumes from: the job's latest completed one (source
-/// positions and operator state); none before the first checkpoint completes.
+/// positions and operator state); before the first one completes, the savepoint the job
+/// was submitted from, if any.
 fn restore_point(graph: &JobGraph, record: &JobRecord) -> Option<RestoreFrom> {
-    graph.checkpoint.as_ref()?;
-    let last = record.checkpoints.last()?;
+    let Some(last) = record.checkpoints.last().filter(|_| graph.checkpoint.is_some()) else {
+        return record.from_savepoint.clone();
+    };
     Some(RestoreFrom {
         attempt: last.attempt,
         checkpoint: last.id,
@@ -128,6 +182,7 @@ fn restore_point(graph: &JobGraph, record: &JobRecord) -> Option<RestoreFrom> {
             })
             .collect(),
         state: last.state.clone(),
+        state_storage: None,
     })
 }
 
@@ -145,6 +200,41 @@ fn missing_state_file(checkpoint: &CompletedCheckpoint, kept: &[CompletedCheckpo
         .flat_map(|h| &h.files)
         .find(|f| f.checkpoint != checkpoint.id && !held.contains(f.path.as_str()))
         .map(|f| f.path.clone())
+}
+
+/// Copies checkpoint `checkpoint`'s state into `savepoints/<job>-<id>/` of the storage
+/// at `url` and writes its `_metadata` (a `RestoreFrom` whose handles point into the
+/// savepoint): a savepoint stands alone, so later checkpoints' retention never touches it.
+/// Returns the savepoint's URL.
+async fn write_savepoint(url: &str, job: &str, checkpoint: &CompletedCheckpoint) -> Result<String, StorageError> {
+    let storage = CheckpointStorage::open(url)?;
+    let dir = format!("savepoints/{}-{}", job_prefix(job), checkpoint.id);
+    let mut state = checkpoint.state.clone();
+    for h in &mut state {
+        for f in &mut h.files {
+            let to = format!("{}-{}/{}", h.vertex, h.subtask, f.name);
+            storage.copy(&f.path, &format!("{dir}/{to}")).await?;
+            f.path = to;
+        }
+    }
+    let metadata = RestoreFrom {
+        attempt: checkpoint.attempt,
+        checkpoint: checkpoint.id,
+        sources: checkpoint
+            .sources
+            .iter()
+            .map(|s| RestoredSource {
+                task: s.task,
+                subtask: s.subtask,
+                position: s.position.clone(),
+            })
+            .collect(),
+        state,
+        state_storage: None,
+    };
+    let json = serde_json::to_vec_pretty(&metadata).expect("restore points serialize");
+    storage.put(&format!("{dir}/_metadata"), json).await?;
+    Ok(format!("{}/{dir}", url.trim_end_matches('/')))
 }
 
 /// The items reported for checkpoint `id`.
@@ -173,6 +263,8 @@ struct CheckpointClock {
     next_id: u64,
     in_flight: Option<(u64, Instant)>,
     next_trigger: Instant,
+    /// Savepoint requests the checkpoint in flight answers.
+    savepoints: Vec<PendingSavepoint>,
 }
 
 struct Supervised {
@@ -322,6 +414,7 @@ impl JobSupervisor {
                         next_id: record.checkpoints.last().map_or(1, |c| c.id + 1),
                         in_flight: None,
                         next_trigger: Instant::now(),
+                        savepoints: Vec::new(),
                     },
                     first_failure_seen: None,
                     failures: 0,
@@ -504,7 +597,11 @@ impl JobSupervisor {
             .count();
         if running == subtasks {
             let acks = CheckpointAcks {
-                acknowledged: reports.iter().map(|(_, r)| r.checkpoint_acknowledged).min().unwrap_or(0),
+                acknowledged: reports
+                    .iter()
+                    .map(|(_, r)| r.checkpoint_acknowledged)
+                    .min()
+                    .unwrap_or(0),
                 sources: reports
                     .iter()
                     .filter(|(_, r)| !r.checkpoint_source_position.is_empty())
@@ -572,15 +669,13 @@ impl JobSupervisor {
                 let kept = self.kept_checkpoints(job, config.retain);
                 if let Some(missing) = missing_state_file(&checkpoint, &kept) {
                     tracing::warn!(job, attempt, checkpoint = id, file = %missing, "checkpoint refers to state a discarded checkpoint held; abandoned");
-                    if let Some(sup) = self.jobs.get_mut(job) {
-                        sup.checkpoints.in_flight = None;
-                    }
+                    self.end_in_flight(job);
                     return;
                 }
                 if self
                     .write(ClusterCommand::CompleteCheckpoint {
                         job_id: job.to_string(),
-                        checkpoint,
+                        checkpoint: checkpoint.clone(),
                     })
                     .await
                 {
@@ -596,27 +691,77 @@ impl JobSupervisor {
                     self.tell_task_managers(job, attempt, id, CheckpointCall::Complete)
                         .await;
                     self.discard_checkpoints(job, &config, config.retain).await;
+                    let requests = self
+                        .jobs
+                        .get_mut(job)
+                        .map(|s| std::mem::take(&mut s.checkpoints.savepoints))
+                        .unwrap_or_default();
+                    if !requests.is_empty() {
+                        self.answer_savepoints(job, &config, &checkpoint, requests).await;
+                    }
                 }
             } else if started.elapsed() < Duration::from_millis(config.timeout_ms) {
                 return;
             } else {
                 tracing::warn!(job, attempt, checkpoint = id, "checkpoint timed out; abandoned");
             }
-            if let Some(sup) = self.jobs.get_mut(job) {
-                sup.checkpoints.in_flight = None;
-            }
+            self.end_in_flight(job);
             return;
         }
-        if Instant::now() < sup.checkpoints.next_trigger {
+        if Instant::now() < sup.checkpoints.next_trigger && !self.handle.savepoint_requested(job) {
             return;
         }
         let id = sup.checkpoints.next_id;
         self.tell_task_managers(job, attempt, id, CheckpointCall::Trigger).await;
+        let requests = self.handle.take_savepoint_requests(job);
         if let Some(sup) = self.jobs.get_mut(job) {
             let now = Instant::now();
             sup.checkpoints.next_id = id + 1;
             sup.checkpoints.in_flight = Some((id, now));
             sup.checkpoints.next_trigger = now + Duration::from_millis(config.interval_ms);
+            sup.checkpoints.savepoints = requests;
+        }
+    }
+
+    /// The checkpoint in flight is over without completing: its savepoint requests wait
+    /// for the next one.
+    fn end_in_flight(&mut self, job: &str) {
+        if let Some(sup) = self.jobs.get_mut(job) {
+            sup.checkpoints.in_flight = None;
+            let requests = std::mem::take(&mut sup.checkpoints.savepoints);
+            self.handle.requeue_savepoints(job, requests);
+        }
+    }
+
+    /// Copies a completed checkpoint out as a savepoint, answers the requests, and
+    /// cancels the job if one of them asked for it.
+    async fn answer_savepoints(
+        &mut self,
+        job: &str,
+        config: &CheckpointSpec,
+        checkpoint: &CompletedCheckpoint,
+        requests: Vec<PendingSavepoint>,
+    ) {
+        let written = match &config.storage {
+            Some(url) => write_savepoint(url, job, checkpoint).await.map_err(|e| e.to_string()),
+            None => Err("the job has no checkpoint storage (checkpoint.storage)".to_string()),
+        };
+        match &written {
+            Ok(url) => tracing::info!(job, checkpoint = checkpoint.id, url, "savepoint taken"),
+            Err(e) => tracing::warn!(job, checkpoint = checkpoint.id, error = %e, "savepoint failed"),
+        }
+        let cancel = written.is_ok() && requests.iter().any(|r| r.cancel);
+        for r in requests {
+            let _ = r.reply.send(written.clone().map(|url| (url, checkpoint.id)));
+        }
+        if cancel
+            && self
+                .write(ClusterCommand::CancelJob {
+                    job_id: job.to_string(),
+                })
+                .await
+        {
+            tracing::info!(job, "cancelled after its savepoint");
         }
     }
 
@@ -655,7 +800,9 @@ impl JobSupervisor {
         match discard.await {
             Ok(0) => {}
             Ok(deleted) => tracing::debug!(job, deleted, "old checkpoint files deleted"),
-            Err(e) => tracing::warn!(job, error = %e, "deleting old checkpoint files failed; retried after the next checkpoint"),
+            Err(e) => {
+                tracing::warn!(job, error = %e, "deleting old checkpoint files failed; retried after the next checkpoint")
+            }
         }
     }
 

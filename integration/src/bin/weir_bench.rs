@@ -278,9 +278,12 @@ fn recovery(runs: usize) -> Result<()> {
                 break s;
             }
             if Instant::now() > deadline {
-                bail!("no checkpoints:
+                bail!(
+                    "no checkpoints:
 {s}
-{}", cluster.all_logs());
+{}",
+                    cluster.all_logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         };
@@ -304,9 +307,12 @@ fn recovery(runs: usize) -> Result<()> {
                 }
             }
             if killed.elapsed() > Duration::from_secs(60) {
-                bail!("the job did not recover:
+                bail!(
+                    "the job did not recover:
 {s}
-{}", cluster.all_logs());
+{}",
+                    cluster.all_logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         };

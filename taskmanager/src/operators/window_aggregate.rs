@@ -206,7 +206,10 @@ mod tests {
     use super::*;
 
     fn operator() -> (WindowAggregate, SchemaRef, Arc<SubtaskMetrics>) {
-        let dir = std::env::temp_dir().join(format!("weir-window-test-{}", xxhash_rust::xxh3::xxh3_64(format!("{:?}", std::thread::current().id()).as_bytes())));
+        let dir = std::env::temp_dir().join(format!(
+            "weir-window-test-{}",
+            xxhash_rust::xxh3::xxh3_64(format!("{:?}", std::thread::current().id()).as_bytes())
+        ));
         operator_in(dir)
     }
 
@@ -355,14 +358,27 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let feed = |op: &mut WindowAggregate, schema: &SchemaRef, spill: bool| {
             let mut out = Vec::new();
-            op.on_batch(rows(schema, &["a", "b", "a"], &[1, 2, 15], &[Some(1.5), None, Some(4.0)]), &mut out)
-                .unwrap();
+            op.on_batch(
+                rows(schema, &["a", "b", "a"], &[1, 2, 15], &[Some(1.5), None, Some(4.0)]),
+                &mut out,
+            )
+            .unwrap();
             if spill {
-                op.store.spill(&mut op.windows, &op.key_types, op.converter.as_ref()).unwrap();
+                op.store
+                    .spill(&mut op.windows, &op.key_types, op.converter.as_ref())
+                    .unwrap();
                 assert!(op.windows.is_empty());
             }
-            op.on_batch(rows(schema, &["a", "c", "b"], &[3, 4, 16], &[Some(9.0), Some(2.0), Some(-1.0)]), &mut out)
-                .unwrap();
+            op.on_batch(
+                rows(
+                    schema,
+                    &["a", "c", "b"],
+                    &[3, 4, 16],
+                    &[Some(9.0), Some(2.0), Some(-1.0)],
+                ),
+                &mut out,
+            )
+            .unwrap();
             op.on_watermark(i64::MAX, &mut out).unwrap();
             fired(&out)
         };

@@ -223,7 +223,9 @@ impl WindowState {
     /// keys are 8 bytes big-endian, other keys Arrow's row format.
     pub fn entries(&self, n_accs: usize) -> impl Iterator<Item = (std::borrow::Cow<'_, [u8]>, &[i64], &[bool])> {
         let keys: Box<dyn Iterator<Item = std::borrow::Cow<'_, [u8]>>> = match &self.table {
-            KeyTable::Int { keys, .. } => Box::new(keys.iter().map(|k| std::borrow::Cow::Owned(k.to_be_bytes().to_vec()))),
+            KeyTable::Int { keys, .. } => {
+                Box::new(keys.iter().map(|k| std::borrow::Cow::Owned(k.to_be_bytes().to_vec())))
+            }
             KeyTable::Rows { keys, .. } => Box::new(keys.iter().map(|k| std::borrow::Cow::Borrowed(&k[..]))),
         };
         keys.zip(self.values.chunks_exact(n_accs.max(1)))

@@ -109,9 +109,11 @@ impl WindowStore {
                 .key_columns(key_types, converter)
                 .map_err(|e| TaskError::arrow(&name, e))?;
             let hashes = hash_keys(&cols, state.len()).map_err(|e| TaskError::arrow(&name, e))?;
-            backend.merge_all(state.entries(n).zip(&hashes).map(|((key, values, seen), h)| {
-                (*start, key_group(*h, max_parallelism), key, encode(values, seen))
-            }))?;
+            backend.merge_all(
+                state.entries(n).zip(&hashes).map(|((key, values, seen), h)| {
+                    (*start, key_group(*h, max_parallelism), key, encode(values, seen))
+                }),
+            )?;
         }
         self.spilled.extend(windows.keys().copied());
         windows.clear();

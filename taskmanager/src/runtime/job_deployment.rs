@@ -67,6 +67,8 @@ pub struct Restore {
     pub point: RestorePoint,
     pub sources: HashMap<(usize, u32), SourcePosition>,
     pub state: Vec<StateHandle>,
+    /// Where the state handles' files are, when not in the job's checkpoint storage.
+    pub state_storage: Option<String>,
 }
 
 impl From<RestoreFrom> for Restore {
@@ -82,6 +84,7 @@ impl From<RestoreFrom> for Restore {
                 .map(|s| ((s.task as usize, s.subtask), s.position))
                 .collect(),
             state: r.state,
+            state_storage: r.state_storage,
         }
     }
 }

@@ -157,6 +157,14 @@ impl CheckpointStorage {
             .map_err(|_| self.timeout(path))?
     }
 
+    /// Copies an object within this storage.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
+        tokio::time::timeout(TRANSFER_TIMEOUT, self.store.copy(&self.at(from), &self.at(to)))
+            .await
+            .map_err(|_| self.timeout(from))?
+            .map_err(self.store_error(from))
+    }
+
     /// Writes a small object in one piece.
     pub async fn put(&self, path: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
         tokio::time::timeout(TRANSFER_TIMEOUT, self.store.put(&self.at(path), bytes.into()))
@@ -222,7 +230,10 @@ mod tests {
         let storage = CheckpointStorage::open(&format!("file://{}", root.display())).unwrap();
         let local = dir.path().join("a.sst");
         std::fs::write(&local, vec![7u8; 3 * 1024 * 1024]).unwrap();
-        assert_eq!(storage.upload(&local, "job/op-0/shared/a.sst").await.unwrap(), 3 * 1024 * 1024);
+        assert_eq!(
+            storage.upload(&local, "job/op-0/shared/a.sst").await.unwrap(),
+            3 * 1024 * 1024
+        );
         assert!(root.join("job/op-0/shared/a.sst").is_file());
         storage.put("job/chk-1/_metadata", b"{}".to_vec()).await.unwrap();
         let mut listed = storage.list("job").await.unwrap();

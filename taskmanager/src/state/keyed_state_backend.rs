@@ -141,7 +141,10 @@ impl KeyedStateBackend {
     }
 
     /// Merges `(namespace, key group, key, operand)` rows in one atomic batch.
-    pub fn merge_all<K: AsRef<[u8]>>(&self, rows: impl Iterator<Item = (i64, u32, K, Vec<u8>)>) -> Result<(), StateError> {
+    pub fn merge_all<K: AsRef<[u8]>>(
+        &self,
+        rows: impl Iterator<Item = (i64, u32, K, Vec<u8>)>,
+    ) -> Result<(), StateError> {
         let mut batch = WriteBatch::default();
         for (ns, kg, key, value) in rows {
             batch.merge(state_key(ns, kg, key.as_ref()), value);
@@ -279,7 +282,11 @@ mod tests {
         assert_eq!(b.namespaces().unwrap().into_iter().collect::<Vec<_>>(), [20]);
 
         // Rescale: a subtask owning key groups [64, 128) takes only its keys.
-        let r = open(&tmp.path().join("r"), &[snap.clone()], KeyGroupRange { start: 64, end: 128 });
+        let r = open(
+            &tmp.path().join("r"),
+            &[snap.clone()],
+            KeyGroupRange { start: 64, end: 128 },
+        );
         assert_eq!(rows(&r, -10), [(70, b"z".to_vec(), 1)]);
         assert_eq!(rows(&r, 20), [(100, b"y".to_vec(), 1)]);
         drop(r);

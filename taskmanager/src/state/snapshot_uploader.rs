@@ -93,7 +93,11 @@ impl SnapshotUploader {
                 return Err(StorageError::Stopped);
             }
             let shared = name.ends_with(".sst");
-            if shared && let Some(f) = reusable.iter().find(|f| f.name == name && f.path.starts_with(&self.prefix)) {
+            if shared
+                && let Some(f) = reusable
+                    .iter()
+                    .find(|f| f.name == name && f.path.starts_with(&self.prefix))
+            {
                 files.push(f.clone());
                 continue;
             }

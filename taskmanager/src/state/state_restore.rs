@@ -56,15 +56,19 @@ pub async fn fetch(
 
 async fn fetch_files(storage: &CheckpointStorage, handle: &StateHandle, dir: &Path) -> Result<(), StorageError> {
     if tokio::fs::try_exists(dir).await.unwrap_or(false) {
-        tokio::fs::remove_dir_all(dir).await.map_err(|source| StorageError::Local {
+        tokio::fs::remove_dir_all(dir)
+            .await
+            .map_err(|source| StorageError::Local {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+    }
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|source| StorageError::Local {
             path: dir.to_path_buf(),
             source,
         })?;
-    }
-    tokio::fs::create_dir_all(dir).await.map_err(|source| StorageError::Local {
-        path: dir.to_path_buf(),
-        source,
-    })?;
     for f in &handle.files {
         storage.download(&f.path, &dir.join(&f.name)).await?;
     }

@@ -239,16 +239,24 @@ impl DeployedJobs {
         let stateful = graph.stateful_vertices().count() > 0;
         let storage = match graph.checkpoint.as_ref() {
             Some(c) if stateful && self.exchange.is_some() => {
-                let url = c.storage.as_deref().ok_or_else(|| {
-                    state_err("checkpoint.storage is not set, and the job has keyed state".into())
-                })?;
+                let url = c
+                    .storage
+                    .as_deref()
+                    .ok_or_else(|| state_err("checkpoint.storage is not set, and the job has keyed state".into()))?;
                 Some(CheckpointStorage::open(url).map_err(|e| state_err(e.to_string()))?)
             }
             _ => None,
         };
         let local_root = job_root.join(format!("a{attempt}"));
         let mut restored = HashMap::new();
-        if let (Some(r), Some(storage)) = (restore, &storage) {
+        let restore_storage = match restore {
+            Some(Restore {
+                state_storage: Some(url),
+                ..
+            }) => Some(CheckpointStorage::open(url).map_err(|e| state_err(e.to_string()))?),
+            _ => storage.clone(),
+        };
+        if let (Some(r), Some(storage)) = (restore.filter(|r| !r.state.is_empty()), &restore_storage) {
             for v in graph.stateful_vertices() {
                 let task = graph.task_of(v.id).id;
                 for s in 0..v.parallelism {

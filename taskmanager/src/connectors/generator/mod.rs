@@ -50,10 +50,7 @@ pub fn build(spec: &GeneratorSpec, subtask: u32, parallelism: u32) -> Box<dyn So
         w => Box::new(typed_reader::TypedReader::new(w, range, spec.batch_size)),
     };
     match spec.events_per_second {
-        Some(rate) => Box::new(rate_limit::RateLimited::new(
-            reader,
-            rate.div_ceil(parallelism as u64),
-        )),
+        Some(rate) => Box::new(rate_limit::RateLimited::new(reader, rate.div_ceil(parallelism as u64))),
         None => reader,
     }
 }
