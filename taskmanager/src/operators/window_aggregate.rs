@@ -17,6 +17,9 @@ use weir_common::spec::WindowAggregateSpec;
 use crate::error::TaskError;
 use crate::operators::window_state::{Accumulator, AggInput, WindowState, encode_keys, key_converter};
 use crate::operators::window_store::{SPILL_KEYS, WindowStore};
+
+/// Keys per output batch when a spilled window fires.
+const FIRE_CHUNK_KEYS: usize = 64 * 1024;
 use crate::runtime::event_time_column::event_times;
 use crate::runtime::operator::Operator;
 use crate::runtime::stream_event::StreamEvent;
@@ -90,7 +93,7 @@ impl WindowAggregate {
         })
     }
 
-    fn fire(&mut self, start: i64, state: WindowState, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
+    fn fire(&self, start: i64, state: WindowState, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
         if state.is_empty() {
             return Ok(());
         }
@@ -176,12 +179,22 @@ impl Operator for WindowAggregate {
             if !window_is_complete(start + self.size, watermark) {
                 break;
             }
-            let mut state = self
+            let state = self
                 .windows
                 .remove(&start)
                 .unwrap_or_else(|| WindowState::new(self.converter.is_none()));
-            self.store.take(start, &mut state)?;
-            self.fire(start, state, out)?;
+            if !self.store.is_spilled(start) {
+                self.fire(start, state, out)?;
+                continue;
+            }
+            // Part of the window is on disk, possibly more than fits in memory: merge the
+            // in-memory part into RocksDB and stream the whole window out in chunks.
+            let mut rest = BTreeMap::from([(start, state)]);
+            self.store.spill(&mut rest, &self.key_types, self.converter.as_ref())?;
+            let int_keys = self.converter.is_none();
+            self.store
+                .scan_chunks(start, FIRE_CHUNK_KEYS, int_keys, |chunk| self.fire(start, chunk, out))?;
+            self.store.forget(start)?;
         }
         out.push(StreamEvent::Watermark(watermark));
         Ok(())
@@ -330,7 +343,10 @@ mod tests {
         assert_eq!(b.column(6).as_primitive::<Float64Type>().value(0), 7.0);
     }
 
-    fn fired(out: &[StreamEvent]) -> Vec<(String, i64, i64, Option<f64>, Option<f64>)> {
+    /// user, window start, count, total, top.
+    type FiredRow = (String, i64, i64, Option<f64>, Option<f64>);
+
+    fn fired(out: &[StreamEvent]) -> Vec<FiredRow> {
         let mut rows = Vec::new();
         for e in out {
             if let StreamEvent::Data(b) = e {

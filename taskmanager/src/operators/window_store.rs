@@ -120,18 +120,45 @@ impl WindowStore {
         Ok(())
     }
 
-    /// Folds window `start`'s spilled rows into `state` and removes them from RocksDB.
-    pub fn take(&mut self, start: i64, state: &mut WindowState) -> Result<(), TaskError> {
-        if !self.spilled.remove(&start) {
+    pub fn is_spilled(&self, start: i64) -> bool {
+        self.spilled.contains(&start)
+    }
+
+    /// Streams window `start`'s rows out of RocksDB (RocksDB has merged every partial
+    /// result by then) as windows of at most `chunk_keys` keys, so that firing a window
+    /// never holds all of it in memory.
+    pub fn scan_chunks(
+        &self,
+        start: i64,
+        chunk_keys: usize,
+        int_keys: bool,
+        mut emit: impl FnMut(WindowState) -> Result<(), TaskError>,
+    ) -> Result<(), TaskError> {
+        let Some(backend) = self.backend.as_ref() else {
             return Ok(());
-        }
-        let accs = self.accumulators.clone();
-        let backend = self.backend()?;
+        };
+        let accs = &self.accumulators;
+        let mut chunk = WindowState::new(int_keys);
+        let mut failed = Ok(());
         backend.scan(start, |_, key, value| {
+            if failed.is_err() {
+                return;
+            }
             let (v, s) = decode(value, accs.len());
-            state.merge_entry(key, &v, &s, &accs);
+            chunk.merge_entry(key, &v, &s, accs);
+            if chunk.len() >= chunk_keys {
+                failed = emit(std::mem::replace(&mut chunk, WindowState::new(int_keys)));
+            }
         })?;
-        backend.delete_namespace(start)?;
+        failed?;
+        emit(chunk)
+    }
+
+    /// Window `start` has fired: its rows leave RocksDB.
+    pub fn forget(&mut self, start: i64) -> Result<(), TaskError> {
+        if self.spilled.remove(&start) {
+            self.backend()?.delete_namespace(start)?;
+        }
         Ok(())
     }
 

@@ -284,7 +284,7 @@ mod tests {
         // Rescale: a subtask owning key groups [64, 128) takes only its keys.
         let r = open(
             &tmp.path().join("r"),
-            &[snap.clone()],
+            std::slice::from_ref(&snap),
             KeyGroupRange { start: 64, end: 128 },
         );
         assert_eq!(rows(&r, -10), [(70, b"z".to_vec(), 1)]);
