@@ -131,3 +131,39 @@ pub fn python(script: &str, args: &[&str]) -> Result<String> {
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// Per partition directory under `root`: row count and the sum of DuckDB's hash over
+/// `columns` (comma separated), one line each: equal fingerprints mean equal row
+/// multisets per partition.
+pub fn partition_fingerprint(root: &Path, columns: &str) -> Result<String> {
+    let script = format!(
+        r#"
+import duckdb, os, sys
+root = sys.argv[1]
+rows = duckdb.sql(f"""
+  select regexp_replace(filename, '/[^/]*$', '') as dir, count(*),
+         sum(hash({columns}))::varchar
+  from read_parquet('{{root}}/**/*.parquet', filename=true, hive_partitioning=false)
+  group by dir order by dir""").fetchall()
+for d, n, h in rows:
+    print(os.path.relpath(d, root), n, h)
+"#
+    );
+    python(&script, &[root.to_str().context("output path")?])
+}
+
+/// W2 (`examples/w2-hourly-etl.json`) with `events` events and a `key_by user_id` before
+/// its sink, so that across task managers half of the rows cross the network; its Parquet
+/// output goes to `out`.
+pub fn keyed_w2_spec(events: u64, out: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(workspace_root().join("examples/w2-hourly-etl.json"))?;
+    let mut spec: serde_json::Value = serde_json::from_str(&text)?;
+    spec["sources"][0]["generator"]["events"] = events.into();
+    spec["operators"]
+        .as_array_mut()
+        .context("operators")?
+        .push(serde_json::json!({"id": "by_user", "input": "clean", "key_by": ["user_id"]}));
+    spec["sinks"][0]["input"] = "by_user".into();
+    spec["sinks"][0]["parquet"]["path"] = out.to_str().context("output path")?.into();
+    Ok(spec)
+}

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use weir_integration::cluster::ClusterSandbox;
-use weir_integration::{files_below, python, run_local, workspace_root};
+use weir_integration::{files_below, keyed_w2_spec, partition_fingerprint, run_local, workspace_root};
 
 const W2_EVENTS: u64 = 3_000_000;
 const W3_EVENTS: u64 = 12_000_000;
@@ -23,7 +23,6 @@ const RUN_SECONDS: u64 = 20;
 
 struct Workload {
     name: &'static str,
-    example: &'static str,
     events: u64,
     /// Columns hashed into the fingerprint.
     columns: &'static str,
@@ -31,14 +30,12 @@ struct Workload {
 
 const W2: Workload = Workload {
     name: "w2",
-    example: "examples/w2-hourly-etl.json",
     events: W2_EVENTS,
     columns: "ts, level, service, host, user_id, status, latency_ms, path",
 };
 
 const W3: Workload = Workload {
     name: "w3",
-    example: "examples/w3-window-count.json",
     events: W3_EVENTS,
     columns: "key, window_start, window_end, window_time, count",
 };
@@ -46,28 +43,24 @@ const W3: Workload = Workload {
 /// The workload's spec writing hourly Parquet to `out`; sources are rate limited so that
 /// a run spans several checkpoints and kills.
 fn spec(w: &Workload, dir: &Path, out: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(workspace_root().join(w.example)).unwrap();
-    let mut spec: serde_json::Value = serde_json::from_str(&text).unwrap();
-    spec["name"] = format!("chaos-{}", w.name).into();
-    spec["sources"][0]["generator"]["events"] = w.events.into();
-    spec["sources"][0]["generator"]["batch_size"] = 4096.into();
-    spec["sources"][0]["generator"]["events_per_second"] = (w.events / RUN_SECONDS).into();
-    spec["checkpoint"] = serde_json::json!({ "interval_ms": 2000 });
-    spec["dead_letter"] = serde_json::json!({ "path": dir.join(format!("dead-{}", w.name)).to_str().unwrap() });
-    if w.name == "w2" {
-        spec["operators"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!({"id": "by_user", "input": "clean", "key_by": ["user_id"]}));
-        spec["sinks"][0]["input"] = "by_user".into();
-        spec["sinks"][0]["parquet"]["path"] = out.to_str().unwrap().into();
+    let mut spec = if w.name == "w2" {
+        keyed_w2_spec(w.events, out).unwrap()
     } else {
+        let text = std::fs::read_to_string(workspace_root().join("examples/w3-window-count.json")).unwrap();
+        let mut spec: serde_json::Value = serde_json::from_str(&text).unwrap();
+        spec["sources"][0]["generator"]["events"] = w.events.into();
         spec["sinks"] = serde_json::json!([{
             "id": "counts",
             "input": "count",
             "parquet": { "path": out.to_str().unwrap(), "partition": "dt=%Y-%m-%d/hour=%H" }
         }]);
-    }
+        spec
+    };
+    spec["name"] = format!("chaos-{}", w.name).into();
+    spec["sources"][0]["generator"]["batch_size"] = 4096.into();
+    spec["sources"][0]["generator"]["events_per_second"] = (w.events / RUN_SECONDS).into();
+    spec["checkpoint"] = serde_json::json!({ "interval_ms": 2000 });
+    spec["dead_letter"] = serde_json::json!({ "path": dir.join(format!("dead-{}", w.name)).to_str().unwrap() });
     let path = dir.join(format!(
         "{}-{}.json",
         w.name,
@@ -79,21 +72,7 @@ fn spec(w: &Workload, dir: &Path, out: &Path) -> PathBuf {
 
 /// Per partition directory: rows and the sum of a hash over every column.
 fn fingerprint(w: &Workload, root: &Path) -> String {
-    let script = format!(
-        r#"
-import duckdb, os, sys
-root = sys.argv[1]
-rows = duckdb.sql(f"""
-  select regexp_replace(filename, '/[^/]*$', '') as dir, count(*),
-         sum(hash({}))::varchar
-  from read_parquet('{{root}}/**/*.parquet', filename=true, hive_partitioning=false)
-  group by dir order by dir""").fetchall()
-for d, n, h in rows:
-    print(os.path.relpath(d, root), n, h)
-"#,
-        w.columns
-    );
-    python(&script, &[root.to_str().unwrap()]).unwrap()
+    partition_fingerprint(root, w.columns).unwrap()
 }
 
 fn expected(w: &'static Workload) -> &'static str {

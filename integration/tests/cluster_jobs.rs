@@ -11,7 +11,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use weir_integration::cluster::{ClusterSandbox, vertex_records_in};
-use weir_integration::{files_below, python, run_local, workspace_root};
+use weir_integration::{files_below, keyed_w2_spec, partition_fingerprint, run_local};
 
 const EVENTS: u64 = 8_000_000;
 
@@ -19,17 +19,8 @@ const EVENTS: u64 = 8_000_000;
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn keyed_spec(dir: &Path, out: &Path) -> PathBuf {
-    let mut spec: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(workspace_root().join("examples/w2-hourly-etl.json")).unwrap())
-            .unwrap();
+    let mut spec = keyed_w2_spec(EVENTS, out).unwrap();
     spec["name"] = "w2-keyed".into();
-    spec["sources"][0]["generator"]["events"] = EVENTS.into();
-    spec["operators"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({"id": "by_user", "input": "clean", "key_by": ["user_id"]}));
-    spec["sinks"][0]["input"] = "by_user".into();
-    spec["sinks"][0]["parquet"]["path"] = out.to_str().unwrap().into();
     spec["dead_letter"] = serde_json::json!({ "path": dir.join("dead").to_str().unwrap() });
     let path = dir.join(format!("spec-{}.json", out.file_name().unwrap().to_str().unwrap()));
     std::fs::write(&path, serde_json::to_string_pretty(&spec).unwrap()).unwrap();
@@ -38,18 +29,7 @@ fn keyed_spec(dir: &Path, out: &Path) -> PathBuf {
 
 /// Per partition directory: rows and the sum of a hash over every column.
 fn fingerprint(root: &Path) -> String {
-    let script = r#"
-import duckdb, os, sys
-root = sys.argv[1]
-rows = duckdb.sql(f"""
-  select regexp_replace(filename, '/[^/]*$', '') as dir, count(*),
-         sum(hash(ts, level, service, host, user_id, status, latency_ms, path))::varchar
-  from read_parquet('{root}/**/*.parquet', filename=true, hive_partitioning=false)
-  group by dir order by dir""").fetchall()
-for d, n, h in rows:
-    print(os.path.relpath(d, root), n, h)
-"#;
-    python(script, &[root.to_str().unwrap()]).unwrap()
+    partition_fingerprint(root, "ts, level, service, host, user_id, status, latency_ms, path").unwrap()
 }
 
 /// The output of `coordinator local` on the same spec, computed once.

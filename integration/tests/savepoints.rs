@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use weir_integration::cluster::{ClusterSandbox, vertex_records_in};
-use weir_integration::{python, run_local, workspace_root};
+use weir_integration::{partition_fingerprint, run_local, workspace_root};
 
 const EVENTS: u64 = 12_000_000;
 
@@ -28,15 +28,9 @@ fn w3_spec(dir: &Path, out: &Path) -> PathBuf {
     path
 }
 
-/// Rows, and the sum of a hash over every column, of all published parts.
+/// Per hour partition: rows and the sum of a hash over every column.
 fn fingerprint(root: &Path) -> String {
-    let script = r#"
-import duckdb, sys
-print(duckdb.sql(f"""
-  select count(*), sum(hash(key, window_start, window_end, window_time, count))::varchar, sum(count)
-  from read_parquet('{sys.argv[1]}/**/*.parquet', hive_partitioning=false)""").fetchall())
-"#;
-    python(script, &[root.to_str().unwrap()]).unwrap()
+    partition_fingerprint(root, "key, window_start, window_end, window_time, count").unwrap()
 }
 
 fn status(cluster: &ClusterSandbox, job: &str) -> String {

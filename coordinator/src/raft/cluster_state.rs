@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use weir_common::source_position::{RestoreFrom, SourcePosition};
+use weir_common::source_position::{RestoreFrom, RestoredSource, SourcePosition};
 use weir_common::state_handle::StateHandle;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +69,25 @@ impl CompletedCheckpoint {
     /// Size of the operator state in storage.
     pub fn state_bytes(&self) -> u64 {
         self.state.iter().map(StateHandle::bytes).sum()
+    }
+
+    /// What a new attempt resumes from when it restores this checkpoint.
+    pub fn restore_from(&self) -> RestoreFrom {
+        RestoreFrom {
+            attempt: self.attempt,
+            checkpoint: self.id,
+            sources: self
+                .sources
+                .iter()
+                .map(|s| RestoredSource {
+                    task: s.task,
+                    subtask: s.subtask,
+                    position: s.position.clone(),
+                })
+                .collect(),
+            state: self.state.clone(),
+            state_storage: None,
+        }
     }
 
     /// What this checkpoint uploaded (the rest it shares with earlier ones).

@@ -18,7 +18,7 @@ use futures::future::join_all;
 use tokio::sync::oneshot;
 use tonic::transport::{Channel, Endpoint};
 use weir_common::event_time::WATERMARK_MIN;
-use weir_common::source_position::{RestoreFrom, RestoredSource};
+use weir_common::source_position::RestoreFrom;
 use weir_common::spec::CheckpointSpec;
 use weir_common::spec_loader::parse_spec;
 use weir_common::state_handle::StateHandle;
@@ -49,6 +49,9 @@ const TRIGGER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a failure that only echoes a peer's waits for its cause: a failed subtask is
 /// reported within a heartbeat, a lost task manager declared within `LOST_AFTER`.
 const CAUSE_WAIT: Duration = LOST_AFTER.saturating_add(HEARTBEAT_INTERVAL);
+
+/// How long a probe waits for a task manager to accept a connection.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// How often and how soon a failed job is restarted.
 #[derive(Debug, Clone, Copy)]
@@ -169,21 +172,7 @@ fn restore_point(graph: &JobGraph, record: &JobRecord) -> Option<RestoreFrom> {
     let Some(last) = record.checkpoints.last().filter(|_| graph.checkpoint.is_some()) else {
         return record.from_savepoint.clone();
     };
-    Some(RestoreFrom {
-        attempt: last.attempt,
-        checkpoint: last.id,
-        sources: last
-            .sources
-            .iter()
-            .map(|s| RestoredSource {
-                task: s.task,
-                subtask: s.subtask,
-                position: s.position.clone(),
-            })
-            .collect(),
-        state: last.state.clone(),
-        state_storage: None,
-    })
+    Some(last.restore_from())
 }
 
 /// A file the checkpoint refers to that it did not upload itself and that no kept
@@ -209,29 +198,14 @@ fn missing_state_file(checkpoint: &CompletedCheckpoint, kept: &[CompletedCheckpo
 async fn write_savepoint(url: &str, job: &str, checkpoint: &CompletedCheckpoint) -> Result<String, StorageError> {
     let storage = CheckpointStorage::open(url)?;
     let dir = format!("savepoints/{}-{}", job_prefix(job), checkpoint.id);
-    let mut state = checkpoint.state.clone();
-    for h in &mut state {
+    let mut metadata = checkpoint.restore_from();
+    for h in &mut metadata.state {
         for f in &mut h.files {
             let to = format!("{}-{}/{}", h.vertex, h.subtask, f.name);
             storage.copy(&f.path, &format!("{dir}/{to}")).await?;
             f.path = to;
         }
     }
-    let metadata = RestoreFrom {
-        attempt: checkpoint.attempt,
-        checkpoint: checkpoint.id,
-        sources: checkpoint
-            .sources
-            .iter()
-            .map(|s| RestoredSource {
-                task: s.task,
-                subtask: s.subtask,
-                position: s.position.clone(),
-            })
-            .collect(),
-        state,
-        state_storage: None,
-    };
     let json = serde_json::to_vec_pretty(&metadata).expect("restore points serialize");
     storage.put(&format!("{dir}/_metadata"), json).await?;
     Ok(format!("{}/{dir}", url.trim_end_matches('/')))
@@ -572,6 +546,14 @@ impl JobSupervisor {
                 self.fail(job, why).await;
                 return;
             }
+            // The cause is often a task manager that died: a refused connection says so
+            // at once, where its silence takes LOST_AFTER to tell.
+            if let Some(tm) = self.unreachable_task_manager(job).await {
+                let why = format!("task manager {tm} lost (its address refuses connections)");
+                self.registry.suspect(&tm);
+                self.fail(job, why).await;
+                return;
+            }
         }
         if let Some(tm) = task_managers.iter().find(|tm| !self.registry.is_alive(tm)) {
             let why = format!("task manager {tm} lost (no heartbeat for {LOST_AFTER:?})");
@@ -899,6 +881,24 @@ impl JobSupervisor {
             }
         });
         join_all(calls).await;
+    }
+
+    /// A task manager of the job's attempt that does not accept a TCP connection.
+    async fn unreachable_task_manager(&self, job: &str) -> Option<String> {
+        let Some(Phase::Deployed { placement }) = self.jobs.get(job).map(|s| &s.phase) else {
+            return None;
+        };
+        let targets: BTreeMap<&str, &str> = placement
+            .iter()
+            .map(|p| (p.task_manager_id.as_str(), p.address.as_str()))
+            .collect();
+        for (tm, address) in targets {
+            let connect = tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(address)).await;
+            if !matches!(connect, Ok(Ok(_))) {
+                return Some(tm.to_string());
+            }
+        }
+        None
     }
 
     fn channel(&mut self, address: &str) -> Channel {
