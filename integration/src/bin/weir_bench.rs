@@ -169,6 +169,30 @@ fn run_on_cluster(spec: &str, overrides: &[String], task_managers: usize, slots:
     })
 }
 
+impl ClusterRun {
+    /// The benchmark line: name, events, seconds, events/s, peak RSS MB.
+    fn print(&self, name: &str, events: u64) {
+        println!(
+            "weir {name} {events} {:.3} {:.0} {}",
+            self.seconds,
+            events as f64 / self.seconds,
+            self.rss_mb
+        );
+    }
+}
+
+/// Adds the checkpoint interval (if any) to `overrides`; returns the label for the
+/// benchmark line.
+fn with_checkpoints(overrides: &mut Vec<String>, checkpoint_ms: Option<u64>) -> String {
+    match checkpoint_ms {
+        Some(ms) => {
+            overrides.push(format!("checkpoint.interval_ms={ms}"));
+            format!("{ms}ms")
+        }
+        None => "none".into(),
+    }
+}
+
 /// How many checkpoints `status` lists as completed (it keeps the last 10).
 fn checkpoints_completed(status: &str) -> usize {
     status
@@ -181,20 +205,12 @@ fn checkpoints_completed(status: &str) -> usize {
 
 fn w3_cluster(events: u64, task_managers: usize, slots: u32, checkpoint_ms: Option<u64>) -> Result<()> {
     let mut overrides = vec![format!("sources.0.generator.events={events}"), "parallelism=2".into()];
-    if let Some(ms) = checkpoint_ms {
-        overrides.push(format!("checkpoint.interval_ms={ms}"));
-    }
+    let label = with_checkpoints(&mut overrides, checkpoint_ms);
     let run = run_on_cluster("w3-window-count.json", &overrides, task_managers, slots)?;
     let counted = vertex_records_in(&run.status, "count");
     let windows = vertex_records_in(&run.status, "discard");
     let ok = counted == events && windows > 0 && (events != 50_000_000 || windows == 5_038_774);
-    let label = checkpoint_ms.map_or("none".to_string(), |ms| format!("{ms}ms"));
-    println!(
-        "weir w3_cluster_{task_managers}x{slots}_ckpt_{label} {events} {:.3} {:.0} {}",
-        run.seconds,
-        events as f64 / run.seconds,
-        run.rss_mb
-    );
+    run.print(&format!("w3_cluster_{task_managers}x{slots}_ckpt_{label}"), events);
     println!(
         "INFO w3-cluster events={events} task_managers={task_managers} slots={slots} counted={counted} windows={windows} checkpoints_completed={} task_manager_cpu_s={:.1} ok={ok}",
         checkpoints_completed(&run.status),
@@ -228,12 +244,7 @@ fn state_cluster(events: u64, checkpoint_ms: u64) -> Result<()> {
     let path = dir.path().join("state-bench.json");
     std::fs::write(&path, serde_json::to_string_pretty(&spec)?)?;
     let run = run_on_cluster(path.to_str().context("spec path")?, &[], 2, 1)?;
-    println!(
-        "weir state_cluster_ckpt_{checkpoint_ms}ms {events} {:.3} {:.0} {}",
-        run.seconds,
-        events as f64 / run.seconds,
-        run.rss_mb
-    );
+    run.print(&format!("state_cluster_ckpt_{checkpoint_ms}ms"), events);
     for line in run.status.lines().filter(|l| l.contains("checkpoint")) {
         println!("INFO {}", line.trim());
     }
@@ -333,20 +344,12 @@ fn w2_cluster(events: u64, task_managers: usize, slots: u32, checkpoint_ms: Opti
         "parallelism=2".into(),
         format!("sinks.0.parquet.path={}", out.path().display()),
     ];
-    if let Some(ms) = checkpoint_ms {
-        overrides.push(format!("checkpoint.interval_ms={ms}"));
-    }
+    let label = with_checkpoints(&mut overrides, checkpoint_ms);
     let run = run_on_cluster("w2-hourly-etl.json", &overrides, task_managers, slots)?;
     let kept = vertex_records_in(&run.status, "hourly");
     let footer_rows: u64 = parquet_rows_by_partition(out.path())?.values().sum();
     let ok = kept == footer_rows && (events != 10_000_000 || kept == 8_550_639);
-    let label = checkpoint_ms.map_or("none".to_string(), |ms| format!("{ms}ms"));
-    println!(
-        "weir w2_cluster_{task_managers}x{slots}_ckpt_{label} {events} {:.3} {:.0} {}",
-        run.seconds,
-        events as f64 / run.seconds,
-        run.rss_mb
-    );
+    run.print(&format!("w2_cluster_{task_managers}x{slots}_ckpt_{label}"), events);
     println!(
         "INFO w2-cluster events={events} checkpoint={label} kept={kept} footer_rows={footer_rows} checkpoints_completed={} task_manager_cpu_s={:.1} ok={ok}",
         checkpoints_completed(&run.status),
