@@ -263,12 +263,13 @@ impl WindowState {
             self.seen.extend(std::iter::repeat_n(false, n));
         }
         let base = slot * n;
-        for (a, acc) in accs.iter().enumerate() {
-            if *acc == Accumulator::Count || seen[a] {
-                acc.fold(&mut self.values[base + a], values[a]);
-                self.seen[base + a] |= seen[a];
-            }
-        }
+        fold_partial(
+            accs,
+            &mut self.values[base..base + n],
+            &mut self.seen[base..base + n],
+            values,
+            seen,
+        );
     }
 
     /// The key columns, in slot order.
@@ -329,6 +330,17 @@ impl WindowState {
             Ok(Arc::new(ints.unary::<_, UInt64Type>(|v| v as u64)))
         } else {
             cast(&col, out_type)
+        }
+    }
+}
+
+/// Folds one key's partial result (`values`, `seen`) into another (`into`, `into_seen`).
+/// A sum/min/max that has seen no value contributes nothing; a count always does.
+pub fn fold_partial(accs: &[Accumulator], into: &mut [i64], into_seen: &mut [bool], values: &[i64], seen: &[bool]) {
+    for (a, acc) in accs.iter().enumerate() {
+        if *acc == Accumulator::Count || seen[a] {
+            acc.fold(&mut into[a], values[a]);
+            into_seen[a] |= seen[a];
         }
     }
 }

@@ -2,10 +2,10 @@
 //! probe and an add per row); at every checkpoint barrier, and whenever the in-memory
 //! windows hold more than [`SPILL_KEYS`] keys, their partial results are merged into
 //! RocksDB and memory starts over. A window fires from memory alone unless part of it
-//! was spilled, in which case its RocksDB rows (one range scan: rows are ordered by
-//! window start) are folded in first and then deleted. So memory stays bounded, state
-//! larger than memory lives on disk, and a job whose windows close between checkpoints
-//! barely touches RocksDB.
+//! was spilled; then its in-memory part is merged into RocksDB too and the window streams
+//! out of RocksDB in chunks (one range scan: rows are ordered by window start) before its
+//! rows are deleted. So memory stays bounded, state larger than memory lives on disk, and
+//! a job whose windows close between checkpoints barely touches RocksDB.
 //!
 //! Value layout: one little-endian i64 word per aggregate, then one "seen" byte per
 //! aggregate. Every aggregate is associative, so RocksDB merges partial results itself
@@ -18,7 +18,7 @@ use arrow::row::RowConverter;
 use weir_common::key_groups::key_group;
 
 use crate::error::TaskError;
-use crate::operators::window_state::{Accumulator, WindowState, initial};
+use crate::operators::window_state::{Accumulator, WindowState, fold_partial, initial};
 use crate::runtime::key_partitioner::hash_keys;
 use crate::state::OperatorStateContext;
 use crate::state::keyed_state_backend::{KeyedStateBackend, state_options};
@@ -63,7 +63,7 @@ impl WindowStore {
                 let mut acc = existing.map_or_else(|| empty(&accs), |e| decode(e, accs.len()));
                 for op in ops {
                     let (v, s) = decode(op, accs.len());
-                    fold(&accs, &mut acc, &v, &s);
+                    fold_partial(&accs, &mut acc.0, &mut acc.1, &v, &s);
                 }
                 Some(encode(&acc.0, &acc.1))
             };
@@ -115,7 +115,8 @@ impl WindowStore {
                 }),
             )?;
         }
-        self.spilled.extend(windows.keys().copied());
+        self.spilled
+            .extend(windows.iter().filter(|(_, w)| !w.is_empty()).map(|(start, _)| *start));
         windows.clear();
         Ok(())
     }
@@ -193,15 +194,6 @@ impl Drop for WindowStore {
 
 fn empty(accs: &[Accumulator]) -> (Vec<i64>, Vec<bool>) {
     (accs.iter().map(|a| initial(*a)).collect(), vec![false; accs.len()])
-}
-
-fn fold(accs: &[Accumulator], into: &mut (Vec<i64>, Vec<bool>), values: &[i64], seen: &[bool]) {
-    for (a, acc) in accs.iter().enumerate() {
-        if *acc == Accumulator::Count || seen[a] {
-            acc.fold(&mut into.0[a], values[a]);
-            into.1[a] |= seen[a];
-        }
-    }
 }
 
 fn encode(values: &[i64], seen: &[bool]) -> Vec<u8> {

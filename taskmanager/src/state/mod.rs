@@ -20,6 +20,12 @@ use crate::state::checkpoint_storage::CheckpointStorage;
 use crate::state::snapshot_uploader::SnapshotUploader;
 use crate::state::state_restore::RestoredState;
 
+/// Names one operator subtask's RocksDB instance (its local directory under the
+/// attempt's state root, and its prefix in checkpoint storage).
+pub fn instance_name(vertex: &Vertex, subtask: u32) -> String {
+    format!("{}-{subtask}", file_name_safe(&vertex.name))
+}
+
 /// Where a job's checkpoint files live, relative to the storage root.
 pub fn job_prefix(job_id: &str) -> String {
     file_name_safe(job_id)
@@ -65,7 +71,7 @@ impl StateServices {
         let (job_id, attempt) = job;
         let key_groups = KeyGroupRange::of_subtask(subtask, max_parallelism, vertex.parallelism);
         let restored = self.restored.get(&(vertex.id.0, subtask)).cloned().unwrap_or_default();
-        let instance = format!("{}-{subtask}", file_name_safe(&vertex.name));
+        let instance = instance_name(vertex, subtask);
         OperatorStateContext {
             dir: self.local_root.join(&instance),
             key_groups,

@@ -29,9 +29,9 @@ use crate::runtime::job_deployment::{
 use crate::runtime::sink::SinkReport;
 use crate::runtime::subtask_actor::{Cancel, SubtaskActor, SubtaskDone, TriggerCheckpoint};
 use crate::runtime::subtask_metrics::JobMetrics;
-use crate::state::StateServices;
 use crate::state::checkpoint_storage::CheckpointStorage;
 use crate::state::state_restore;
+use crate::state::{StateServices, instance_name};
 
 /// How long the reports of an ended attempt are kept for the heartbeat, so that a leader
 /// elected meanwhile still learns how it ended.
@@ -264,7 +264,7 @@ impl DeployedJobs {
                         continue;
                     }
                     let range = KeyGroupRange::of_subtask(s, graph.max_parallelism, v.parallelism);
-                    let dir = local_root.join(format!("{}-{s}", file_name_safe(&v.name)));
+                    let dir = local_root.join(instance_name(v, s));
                     let fetched = state_restore::fetch(storage, &r.state, v.id.0 as u32, range, &dir)
                         .await
                         .map_err(|e| state_err(format!("restoring {} subtask {s}: {e}", v.name)))?;

@@ -144,15 +144,7 @@ fn verdict(name: &str, prefix: &str, attempt: u32, subtask: u32, restore: Option
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        v.sort();
-        v
-    }
+    use crate::connectors::filesystem::test_files::names;
 
     #[test]
     fn without_a_checkpoint_every_part_of_earlier_attempts_of_the_subtask_goes() {

@@ -205,15 +205,7 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), TaskError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        v.sort();
-        v
-    }
+    use crate::connectors::filesystem::test_files::names;
 
     #[test]
     fn sealed_parts_wait_for_their_checkpoint() {
