@@ -37,7 +37,13 @@ pub enum TaskError {
     #[error("exchange channel {channel}: {message}")]
     Exchange { channel: String, message: String },
     #[error(transparent)]
-    State(#[from] crate::state::keyed_state_backend::StateError),
+    State(Box<crate::state::keyed_state_backend::StateError>),
+}
+
+impl From<crate::state::keyed_state_backend::StateError> for TaskError {
+    fn from(e: crate::state::keyed_state_backend::StateError) -> Self {
+        TaskError::State(Box::new(e))
+    }
 }
 
 impl TaskError {

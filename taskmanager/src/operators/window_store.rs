@@ -21,28 +21,41 @@ use crate::error::TaskError;
 use crate::operators::window_state::{Accumulator, WindowState, fold_partial, initial};
 use crate::runtime::key_partitioner::hash_keys;
 use crate::state::OperatorStateContext;
-use crate::state::keyed_state_backend::{KeyedStateBackend, state_options};
+use crate::state::merging_state::MergingState;
+use crate::state::operator_state::OperatorState;
+use crate::state::state_descriptor::StateDescriptor;
 
 /// In-memory keys (over all open windows) above which the windows spill to RocksDB:
 /// roughly 100 MB of hash tables for one aggregate.
 pub const SPILL_KEYS: usize = 2 << 20;
 
+/// The merging state windows spill into; its namespace is the window start.
+const WINDOWS: &str = "windows";
+
 pub struct WindowStore {
     name: String,
-    ctx: OperatorStateContext,
+    state: OperatorState,
     accumulators: Vec<Accumulator>,
-    backend: Option<KeyedStateBackend>,
-    /// Window starts with rows in RocksDB.
+    /// Window starts with rows in RocksDB (known once the backend is open).
     spilled: BTreeSet<i64>,
 }
 
 impl WindowStore {
     pub fn new(name: &str, ctx: OperatorStateContext, accumulators: Vec<Accumulator>) -> Self {
+        let accs = accumulators.clone();
+        let merge = move |_: &[u8], existing: Option<&[u8]>, ops: &rocksdb::merge_operator::MergeOperands| {
+            let mut acc = existing.map_or_else(|| empty(&accs), |e| decode(e, accs.len()));
+            for op in ops {
+                let (v, s) = decode(op, accs.len());
+                fold_partial(&accs, &mut acc.0, &mut acc.1, &v, &s);
+            }
+            Some(encode(&acc.0, &acc.1))
+        };
+        let windows = StateDescriptor::merging(WINDOWS, "weir_window_accumulators", std::sync::Arc::new(merge));
         Self {
             name: name.to_string(),
-            ctx,
+            state: OperatorState::new(name, ctx, vec![windows]),
             accumulators,
-            backend: None,
             spilled: BTreeSet::new(),
         }
     }
@@ -50,35 +63,17 @@ impl WindowStore {
     /// Opens RocksDB now if a restore brought state (its windows must be known before
     /// the first watermark); otherwise RocksDB opens on first need.
     pub fn open_if_restored(&mut self) -> Result<(), TaskError> {
-        if self.ctx.restored && self.backend.is_none() {
-            self.backend()?;
+        if self.state.restored() && self.state.opened().is_none() {
+            self.windows()?;
         }
         Ok(())
     }
 
-    fn backend(&mut self) -> Result<&KeyedStateBackend, TaskError> {
-        if self.backend.is_none() {
-            let accs = self.accumulators.clone();
-            let merge = move |_: &[u8], existing: Option<&[u8]>, ops: &rocksdb::merge_operator::MergeOperands| {
-                let mut acc = existing.map_or_else(|| empty(&accs), |e| decode(e, accs.len()));
-                for op in ops {
-                    let (v, s) = decode(op, accs.len());
-                    fold_partial(&accs, &mut acc.0, &mut acc.1, &v, &s);
-                }
-                Some(encode(&acc.0, &acc.1))
-            };
-            let backend = KeyedStateBackend::open(
-                &self.name,
-                &self.ctx.dir,
-                state_options("weir_window_accumulators", merge),
-                &self.ctx.merge_from,
-                self.ctx.key_groups,
-            )?;
-            self.ctx.merge_from.clear();
-            self.spilled = backend.namespaces()?;
-            self.backend = Some(backend);
+    fn windows(&mut self) -> Result<MergingState<'_>, TaskError> {
+        if self.state.opened().is_none() {
+            self.spilled = self.state.backend()?.merging(WINDOWS)?.table().namespaces()?;
         }
-        Ok(self.backend.as_ref().expect("just opened"))
+        Ok(self.state.backend()?.merging(WINDOWS)?)
     }
 
     /// The earliest window start with rows in RocksDB.
@@ -98,9 +93,9 @@ impl WindowStore {
             return Ok(());
         }
         let n = self.accumulators.len();
-        let max_parallelism = self.ctx.max_parallelism;
+        let max_parallelism = self.state.max_parallelism();
         let name = self.name.clone();
-        let backend = self.backend()?;
+        let store = self.windows()?;
         for (start, state) in windows.iter() {
             if state.is_empty() {
                 continue;
@@ -109,7 +104,7 @@ impl WindowStore {
                 .key_columns(key_types, converter)
                 .map_err(|e| TaskError::arrow(&name, e))?;
             let hashes = hash_keys(&cols, state.len()).map_err(|e| TaskError::arrow(&name, e))?;
-            backend.merge_all(
+            store.merge_all(
                 state.entries(n).zip(&hashes).map(|((key, values, seen), h)| {
                     (*start, key_group(*h, max_parallelism), key, encode(values, seen))
                 }),
@@ -135,22 +130,25 @@ impl WindowStore {
         int_keys: bool,
         mut emit: impl FnMut(WindowState) -> Result<(), TaskError>,
     ) -> Result<(), TaskError> {
-        let Some(backend) = self.backend.as_ref() else {
+        let Some(backend) = self.state.opened() else {
             return Ok(());
         };
         let accs = &self.accumulators;
         let mut chunk = WindowState::new(int_keys);
         let mut failed = Ok(());
-        backend.scan(start, |_, key, value| {
-            if failed.is_err() {
-                return;
-            }
-            let (v, s) = decode(value, accs.len());
-            chunk.merge_entry(key, &v, &s, accs);
-            if chunk.len() >= chunk_keys {
-                failed = emit(std::mem::replace(&mut chunk, WindowState::new(int_keys)));
-            }
-        })?;
+        backend
+            .merging(WINDOWS)?
+            .table()
+            .scan_namespace(start, |_, key, value| {
+                if failed.is_err() {
+                    return;
+                }
+                let (v, s) = decode(value, accs.len());
+                chunk.merge_entry(key, &v, &s, accs);
+                if chunk.len() >= chunk_keys {
+                    failed = emit(std::mem::replace(&mut chunk, WindowState::new(int_keys)));
+                }
+            })?;
         failed?;
         emit(chunk)
     }
@@ -158,13 +156,13 @@ impl WindowStore {
     /// Window `start` has fired: its rows leave RocksDB.
     pub fn forget(&mut self, start: i64) -> Result<(), TaskError> {
         if self.spilled.remove(&start) {
-            self.backend()?.delete_namespace(start)?;
+            self.windows()?.table().delete_namespace(start)?;
         }
         Ok(())
     }
 
-    /// Checkpoint `id`'s barrier: spill, snapshot RocksDB, and hand the snapshot to the
-    /// uploader. Does nothing when the job does not checkpoint.
+    /// Checkpoint `id`'s barrier: spill, then snapshot RocksDB and upload. Does nothing
+    /// when the job does not checkpoint.
     pub fn checkpoint(
         &mut self,
         id: u64,
@@ -172,23 +170,11 @@ impl WindowStore {
         key_types: &[DataType],
         converter: Option<&RowConverter>,
     ) -> Result<(), TaskError> {
-        if self.ctx.uploader.is_none() {
+        if !self.state.checkpoints() {
             return Ok(());
         }
         self.spill(windows, key_types, converter)?;
-        let local = self.backend()?.snapshot(id)?;
-        if let Some(uploader) = &self.ctx.uploader {
-            uploader.upload(id, local);
-        }
-        Ok(())
-    }
-}
-
-impl Drop for WindowStore {
-    fn drop(&mut self) {
-        if let Some(u) = &self.ctx.uploader {
-            u.stop();
-        }
+        Ok(self.state.checkpoint(id)?)
     }
 }
 

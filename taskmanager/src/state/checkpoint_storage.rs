@@ -1,6 +1,7 @@
 //! Checkpoint storage addressed by URL. Everything goes through `object_store`, so
-//! `file://` (built in), and `s3://`, `gs://`, `az://` (cargo features `s3`, `gcs`,
-//! `azure`) are the same code here. Paths are relative to the URL's root.
+//! `file://` (built in), and `s3://`, `gs://`, `az://`, `hdfs://`, `viewfs://` (cargo
+//! features `s3`, `gcs`, `azure`, `hdfs`) are the same code here. Paths are relative to
+//! the URL's root.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,6 +40,29 @@ pub enum StorageError {
     Stopped,
 }
 
+fn not_built_in(scheme: &str) -> String {
+    format!("the {scheme} scheme is not built into this binary (cargo features s3, gcs, azure, hdfs)")
+}
+
+/// HDFS through hdfs-native: the name node (or name service, from the Hadoop
+/// configuration in `HADOOP_CONF_DIR`) is the URL's authority, the root its path.
+#[cfg(feature = "hdfs")]
+fn open_hdfs(url: &Url) -> Result<(Box<dyn ObjectStore>, StorePath), String> {
+    let mut base = url.clone();
+    base.set_path("/");
+    let store = hdfs_native_object_store::HdfsObjectStoreBuilder::new()
+        .with_url(base.as_str())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let root = StorePath::from_url_path(url.path()).map_err(|e| e.to_string())?;
+    Ok((Box::new(store), root))
+}
+
+#[cfg(not(feature = "hdfs"))]
+fn open_hdfs(url: &Url) -> Result<(Box<dyn ObjectStore>, StorePath), String> {
+    Err(not_built_in(url.scheme()))
+}
+
 #[derive(Clone)]
 pub struct CheckpointStorage {
     url: String,
@@ -63,15 +87,16 @@ impl CheckpointStorage {
         if parsed.scheme() == "file" && !parsed.path().starts_with('/') {
             return Err(bad("a file:// URL needs an absolute path".into()));
         }
-        // Credentials and endpoints of cloud stores come from the environment
-        // (`AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT`, ...), as the object_store builders name them.
-        let (store, root) = object_store::parse_url_opts(&parsed, std::env::vars()).map_err(|e| match e {
-            object_store::Error::Generic { .. } if parsed.scheme() != "file" => bad(format!(
-                "the {} scheme is not built into this binary (cargo features s3, gcs, azure)",
-                parsed.scheme()
-            )),
-            e => bad(e.to_string()),
-        })?;
+        let (store, root) = match parsed.scheme() {
+            "hdfs" | "viewfs" => open_hdfs(&parsed).map_err(bad)?,
+            // Credentials and endpoints of cloud stores come from the environment
+            // (`AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT`, ...), as the object_store builders
+            // name them.
+            _ => object_store::parse_url_opts(&parsed, std::env::vars()).map_err(|e| match e {
+                object_store::Error::Generic { .. } if parsed.scheme() != "file" => bad(not_built_in(parsed.scheme())),
+                e => bad(e.to_string()),
+            })?,
+        };
         if parsed.scheme() == "file" {
             std::fs::create_dir_all(parsed.path()).map_err(|source| StorageError::Local {
                 path: parsed.path().into(),
@@ -246,7 +271,9 @@ mod tests {
         storage.delete("job/op-0/shared/a.sst").await.unwrap();
         assert_eq!(storage.list("job").await.unwrap(), ["job/chk-1/_metadata"]);
         assert!(CheckpointStorage::open("file://relative/dir").is_err());
-        let err = CheckpointStorage::open("s3://bucket/x").err().unwrap().to_string();
-        assert!(err.contains("not built into this binary"), "{err}");
+        for url in ["s3://bucket/x", "hdfs://namenode:8020/x"] {
+            let err = CheckpointStorage::open(url).err().unwrap().to_string();
+            assert!(err.contains("not built into this binary"), "{err}");
+        }
     }
 }

@@ -1,23 +1,29 @@
-//! One stateful operator subtask's keyed state in its own RocksDB instance.
+//! One stateful operator subtask's keyed state in its own RocksDB instance: one column
+//! family per declared state (see `state_descriptor`), every key laid out as
+//! `state_key` describes, so a restore can copy any state's key groups without knowing
+//! its kind.
 //!
-//! Key layout (fixed, so restore and rescaling can read any operator's state):
-//! `namespace (8 bytes, big-endian, sign bit flipped) | key group (2 bytes, big-endian) |
-//! key`. The namespace is a time (a window's start, a timer's time): RocksDB's key order
-//! is then time order, so everything due at a time is one range scan and firing needs no
-//! separate timer index. The key group sits where a restore can filter on it without
-//! knowing the operator.
-//!
-//! Writes skip the write-ahead log: a checkpoint flushes the memtable into SST files
+//! Writes skip the write-ahead log: a checkpoint flushes the memtables into SST files
 //! before it links them, and after a crash the state comes back from the last
 //! checkpoint, never from this directory. RocksDB calls run on the subtask's slot thread,
 //! which only that slot's subtasks share (as a Flink task thread does).
 
-use std::collections::BTreeSet;
+use std::cell::Cell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rocksdb::checkpoint::Checkpoint;
-use rocksdb::{DB, DBCompressionType, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions};
+use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions};
 use weir_common::key_groups::KeyGroupRange;
+
+use crate::state::list_state::ListState;
+use crate::state::map_state::MapState;
+use crate::state::merging_state::MergingState;
+use crate::state::state_descriptor::{KindTag, StateDescriptor, TIMERS, plain_column_family_options};
+use crate::state::state_key::{PREFIX_LEN, key_group_of};
+use crate::state::state_table::StateTable;
+use crate::state::timer_service::{EarliestTimer, TimerService};
+use crate::state::value_state::ValueState;
 
 /// Rows written per batch when a restore copies state between instances.
 const RESTORE_BATCH: usize = 16 * 1024;
@@ -31,6 +37,13 @@ pub enum StateError {
         #[source]
         source: rocksdb::Error,
     },
+    #[error("state {state:?} of {operator}: {source}")]
+    Access {
+        operator: String,
+        state: String,
+        #[source]
+        source: rocksdb::Error,
+    },
     #[error("state of {operator} in {}: {source}", dir.display())]
     Io {
         operator: String,
@@ -38,39 +51,35 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{operator} has no {kind} state named {state:?}")]
+    Undeclared {
+        operator: String,
+        state: String,
+        kind: KindTag,
+    },
 }
 
-/// The bytes of a namespace (the sign bit flipped so that negative times sort first).
-pub fn namespace_bytes(ns: i64) -> [u8; 8] {
-    ((ns as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-fn namespace_of(key: &[u8]) -> i64 {
-    (u64::from_be_bytes(key[..8].try_into().expect("8 bytes")) ^ (1 << 63)) as i64
-}
-
-fn key_group_of(key: &[u8]) -> u32 {
-    u16::from_be_bytes([key[8], key[9]]) as u32
-}
-
-pub fn state_key(ns: i64, key_group: u32, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(10 + key.len());
-    k.extend_from_slice(&namespace_bytes(ns));
-    k.extend_from_slice(&(key_group as u16).to_be_bytes());
-    k.extend_from_slice(key);
-    k
-}
-
-/// RocksDB options for an operator's state: its merge operator, no compression above the
-/// bottom level (state churns; compressing short-lived files costs CPU for nothing).
-pub fn state_options(merge_name: &str, merge: impl rocksdb::merge_operator::MergeFn + Clone) -> Options {
+fn db_options() -> Options {
     let mut o = Options::default();
     o.create_if_missing(true);
-    o.set_compression_type(DBCompressionType::None);
-    o.set_bottommost_compression_type(DBCompressionType::Zstd);
-    o.set_merge_operator_associative(merge_name, merge);
+    o.create_missing_column_families(true);
     o.set_max_background_jobs(2);
     o
+}
+
+/// The column families to open `path` with: the declared states, and any other a
+/// restored snapshot holds (so nothing it carries is refused or lost).
+fn column_families(path: &Path, states: &[StateDescriptor]) -> Vec<ColumnFamilyDescriptor> {
+    let mut cfs: Vec<ColumnFamilyDescriptor> = states
+        .iter()
+        .map(|s| ColumnFamilyDescriptor::new(&s.name, s.column_family_options()))
+        .collect();
+    for name in DB::list_cf(&Options::default(), path).unwrap_or_default() {
+        if name != rocksdb::DEFAULT_COLUMN_FAMILY_NAME && !states.iter().any(|s| s.name == name) {
+            cfs.push(ColumnFamilyDescriptor::new(name, plain_column_family_options()));
+        }
+    }
+    cfs
 }
 
 pub struct KeyedStateBackend {
@@ -78,16 +87,19 @@ pub struct KeyedStateBackend {
     dir: PathBuf,
     db: Option<DB>,
     write: WriteOptions,
+    kinds: HashMap<String, KindTag>,
+    earliest_timer: Cell<EarliestTimer>,
 }
 
 impl KeyedStateBackend {
-    /// Opens the instance in `dir` (created empty, or found as a restore put it); with
-    /// `merge_from`, first copies into it the keys of `key_groups` held by those
-    /// snapshots (a rescale: several old subtasks' state, or part of one).
+    /// Opens the instance in `dir` with the column families of `states` (created empty,
+    /// or found as a restore put them); with `merge_from`, first copies into it the keys
+    /// of `key_groups` held by those snapshots (a rescale: several old subtasks' state,
+    /// or part of one).
     pub fn open(
         operator: &str,
         dir: &Path,
-        options: Options,
+        states: &[StateDescriptor],
         merge_from: &[PathBuf],
         key_groups: KeyGroupRange,
     ) -> Result<Self, StateError> {
@@ -101,22 +113,31 @@ impl KeyedStateBackend {
             dir: dir.to_path_buf(),
             source,
         })?;
-        let db = DB::open(&options, dir.join("db")).map_err(rocks)?;
+        let path = dir.join("db");
+        let mut db = DB::open_cf_descriptors(&db_options(), &path, column_families(&path, states)).map_err(rocks)?;
         let mut write = WriteOptions::default();
         write.disable_wal(true);
         for from in merge_from {
-            let old = DB::open_for_read_only(&options, from, false).map_err(rocks)?;
-            let mut batch = WriteBatch::default();
-            for item in old.iterator(IteratorMode::Start) {
-                let (k, v) = item.map_err(rocks)?;
-                if k.len() >= 10 && key_groups.contains(key_group_of(&k)) {
-                    batch.put(k, v);
+            let old = DB::open_cf_descriptors_read_only(&db_options(), from, column_families(from, states), false)
+                .map_err(rocks)?;
+            for name in DB::list_cf(&Options::default(), from).map_err(rocks)? {
+                let Some(old_cf) = old.cf_handle(&name) else { continue };
+                if db.cf_handle(&name).is_none() {
+                    db.create_cf(&name, &plain_column_family_options()).map_err(rocks)?;
                 }
-                if batch.len() >= RESTORE_BATCH {
-                    db.write_opt(std::mem::take(&mut batch), &write).map_err(rocks)?;
+                let cf = db.cf_handle(&name).expect("just created");
+                let mut batch = WriteBatch::default();
+                for item in old.iterator_cf(old_cf, IteratorMode::Start) {
+                    let (k, v) = item.map_err(rocks)?;
+                    if k.len() >= PREFIX_LEN && key_groups.contains(key_group_of(&k)) {
+                        batch.put_cf(cf, k, v);
+                    }
+                    if batch.len() >= RESTORE_BATCH {
+                        db.write_opt(std::mem::take(&mut batch), &write).map_err(rocks)?;
+                    }
                 }
+                db.write_opt(batch, &write).map_err(rocks)?;
             }
-            db.write_opt(batch, &write).map_err(rocks)?;
             drop(old);
             let _ = std::fs::remove_dir_all(from);
         }
@@ -125,6 +146,8 @@ impl KeyedStateBackend {
             dir: dir.to_path_buf(),
             db: Some(db),
             write,
+            kinds: states.iter().map(|s| (s.name.clone(), s.kind.tag())).collect(),
+            earliest_timer: Cell::default(),
         })
     }
 
@@ -140,57 +163,48 @@ impl KeyedStateBackend {
         }
     }
 
-    /// Merges `(namespace, key group, key, operand)` rows in one atomic batch.
-    pub fn merge_all<K: AsRef<[u8]>>(
-        &self,
-        rows: impl Iterator<Item = (i64, u32, K, Vec<u8>)>,
-    ) -> Result<(), StateError> {
-        let mut batch = WriteBatch::default();
-        for (ns, kg, key, value) in rows {
-            batch.merge(state_key(ns, kg, key.as_ref()), value);
+    fn table<'a>(&'a self, name: &'a str, kind: KindTag) -> Result<StateTable<'a>, StateError> {
+        let undeclared = || StateError::Undeclared {
+            operator: self.operator.clone(),
+            state: name.to_string(),
+            kind,
+        };
+        if self.kinds.get(name) != Some(&kind) {
+            return Err(undeclared());
         }
-        self.db().write_opt(batch, &self.write).map_err(self.rocks())
+        Ok(StateTable {
+            db: self.db(),
+            cf: self.db().cf_handle(name).ok_or_else(undeclared)?,
+            write: &self.write,
+            operator: &self.operator,
+            state: name,
+        })
     }
 
-    /// Calls `f(key group, key, value)` for every row of namespace `ns`, in key order.
-    pub fn scan(&self, ns: i64, mut f: impl FnMut(u32, &[u8], &[u8])) -> Result<(), StateError> {
-        let mut read = ReadOptions::default();
-        read.set_iterate_lower_bound(namespace_bytes(ns).to_vec());
-        read.set_iterate_upper_bound(namespace_bytes(ns + 1).to_vec());
-        let mut it = self.db().raw_iterator_opt(read);
-        it.seek_to_first();
-        while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            f(key_group_of(k), &k[10..], v);
-            it.next();
-        }
-        it.status().map_err(self.rocks())
+    pub fn value<'a>(&'a self, name: &'a str) -> Result<ValueState<'a>, StateError> {
+        self.table(name, KindTag::Value).map(ValueState)
     }
 
-    /// Removes every row of namespace `ns`.
-    pub fn delete_namespace(&self, ns: i64) -> Result<(), StateError> {
-        let mut batch = WriteBatch::default();
-        batch.delete_range(namespace_bytes(ns), namespace_bytes(ns + 1));
-        self.db().write_opt(batch, &self.write).map_err(self.rocks())
+    pub fn list<'a>(&'a self, name: &'a str) -> Result<ListState<'a>, StateError> {
+        self.table(name, KindTag::List).map(ListState)
     }
 
-    /// The namespaces that hold rows (one seek per namespace, not a full scan).
-    pub fn namespaces(&self) -> Result<BTreeSet<i64>, StateError> {
-        let mut out = BTreeSet::new();
-        let mut it = self.db().raw_iterator();
-        it.seek_to_first();
-        while let Some(k) = it.key() {
-            let ns = namespace_of(k);
-            out.insert(ns);
-            if ns == i64::MAX {
-                break;
-            }
-            it.seek(namespace_bytes(ns + 1));
-        }
-        it.status().map_err(self.rocks())?;
-        Ok(out)
+    pub fn map<'a>(&'a self, name: &'a str) -> Result<MapState<'a>, StateError> {
+        self.table(name, KindTag::Map).map(MapState)
     }
 
-    /// Takes a RocksDB checkpoint (memtable flushed, SST files hard-linked) into a new
+    pub fn merging<'a>(&'a self, name: &'a str) -> Result<MergingState<'a>, StateError> {
+        self.table(name, KindTag::Merging).map(MergingState)
+    }
+
+    pub fn timers(&self) -> Result<TimerService<'_>, StateError> {
+        Ok(TimerService {
+            table: self.table(TIMERS, KindTag::Timers)?,
+            earliest: &self.earliest_timer,
+        })
+    }
+
+    /// Takes a RocksDB checkpoint (memtables flushed, SST files hard-linked) into a new
     /// directory under this instance and returns it; the caller uploads and removes it.
     pub fn snapshot(&self, checkpoint: u64) -> Result<PathBuf, StateError> {
         let path = self.dir.join("snapshots").join(format!("chk-{checkpoint}"));
@@ -212,15 +226,6 @@ impl KeyedStateBackend {
             .map_err(self.rocks())?;
         Ok(path)
     }
-
-    /// On-disk size of the live instance (SST files), for metrics and benchmarks.
-    pub fn live_bytes(&self) -> u64 {
-        self.db()
-            .property_int_value("rocksdb.total-sst-files-size")
-            .ok()
-            .flatten()
-            .unwrap_or(0)
-    }
 }
 
 impl Drop for KeyedStateBackend {
@@ -234,7 +239,10 @@ impl Drop for KeyedStateBackend {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::state::state_key::Timer;
 
     fn add_merge(_: &[u8], existing: Option<&[u8]>, ops: &rocksdb::merge_operator::MergeOperands) -> Option<Vec<u8>> {
         let mut sum = existing.map_or(0, |e| i64::from_le_bytes(e.try_into().unwrap()));
@@ -244,52 +252,228 @@ mod tests {
         Some(sum.to_le_bytes().to_vec())
     }
 
-    fn open(dir: &Path, merge_from: &[PathBuf], range: KeyGroupRange) -> KeyedStateBackend {
-        KeyedStateBackend::open("count", dir, state_options("add", add_merge), merge_from, range).unwrap()
+    fn states() -> Vec<StateDescriptor> {
+        vec![
+            StateDescriptor::merging("counts", "add", Arc::new(add_merge)),
+            StateDescriptor::value("last"),
+            StateDescriptor::list("rows"),
+            StateDescriptor::map("clicks"),
+            StateDescriptor::timers(),
+        ]
     }
 
-    fn rows(b: &KeyedStateBackend, ns: i64) -> Vec<(u32, Vec<u8>, i64)> {
+    fn open(dir: &Path, merge_from: &[PathBuf], range: KeyGroupRange) -> KeyedStateBackend {
+        KeyedStateBackend::open("join", dir, &states(), merge_from, range).unwrap()
+    }
+
+    fn counts(b: &KeyedStateBackend, ns: i64) -> Vec<(u32, Vec<u8>, i64)> {
         let mut out = Vec::new();
-        b.scan(ns, |kg, k, v| {
-            out.push((kg, k.to_vec(), i64::from_le_bytes(v.try_into().unwrap())))
-        })
-        .unwrap();
+        b.merging("counts")
+            .unwrap()
+            .table()
+            .scan_namespace(ns, |kg, k, v| {
+                out.push((kg, k.to_vec(), i64::from_le_bytes(v.try_into().unwrap())))
+            })
+            .unwrap();
         out
     }
 
+    fn timer(time: i64, key_group: u32, key: &[u8]) -> Timer {
+        Timer {
+            time,
+            key_group,
+            namespace: 0,
+            key: key.to_vec(),
+        }
+    }
+
     #[test]
-    fn merges_scan_by_namespace_in_time_order_and_restore_by_key_group() {
+    fn merging_state_scans_by_namespace_in_time_order() {
         let tmp = tempfile::tempdir().unwrap();
-        let all = KeyGroupRange { start: 0, end: 128 };
-        let b = open(&tmp.path().join("a"), &[], all);
+        let b = open(&tmp.path().join("a"), &[], KeyGroupRange { start: 0, end: 128 });
         let one = 1i64.to_le_bytes().to_vec();
-        b.merge_all(
-            [
-                (-10, 5, &b"x"[..], one.clone()),
-                (20, 100, &b"y"[..], one.clone()),
-                (-10, 5, &b"x"[..], one.clone()),
-            ]
-            .into_iter(),
-        )
-        .unwrap();
-        b.merge_all([(-10, 70, &b"z"[..], one.clone())].into_iter()).unwrap();
-        assert_eq!(b.namespaces().unwrap().into_iter().collect::<Vec<_>>(), [-10, 20]);
-        assert_eq!(rows(&b, -10), [(5, b"x".to_vec(), 2), (70, b"z".to_vec(), 1)]);
+        let counts_state = b.merging("counts").unwrap();
+        counts_state
+            .merge_all(
+                [
+                    (-10, 5, &b"x"[..], one.clone()),
+                    (20, 100, &b"y"[..], one.clone()),
+                    (-10, 5, &b"x"[..], one.clone()),
+                ]
+                .into_iter(),
+            )
+            .unwrap();
+        counts_state
+            .merge_all([(-10, 70, &b"z"[..], one.clone())].into_iter())
+            .unwrap();
+        assert_eq!(
+            counts_state
+                .table()
+                .namespaces()
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            [-10, 20]
+        );
+        assert_eq!(counts(&b, -10), [(5, b"x".to_vec(), 2), (70, b"z".to_vec(), 1)]);
+        counts_state.table().delete_namespace(-10).unwrap();
+        assert!(counts(&b, -10).is_empty());
+        assert_eq!(
+            counts_state
+                .table()
+                .namespaces()
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            [20]
+        );
+    }
 
+    #[test]
+    fn value_list_and_map_state_per_namespace_and_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let b = open(&tmp.path().join("a"), &[], KeyGroupRange { start: 0, end: 128 });
+
+        let last = b.value("last").unwrap();
+        assert_eq!(last.get(1, 3, b"u1").unwrap(), None);
+        last.put(1, 3, b"u1", b"a").unwrap();
+        last.put(1, 3, b"u1", b"b").unwrap();
+        last.put(2, 3, b"u1", b"other namespace").unwrap();
+        assert_eq!(last.get(1, 3, b"u1").unwrap().as_deref(), Some(&b"b"[..]));
+        last.clear(1, 3, b"u1").unwrap();
+        assert_eq!(last.get(1, 3, b"u1").unwrap(), None);
+        assert_eq!(last.get(2, 3, b"u1").unwrap().as_deref(), Some(&b"other namespace"[..]));
+
+        let rows = b.list("rows").unwrap();
+        assert!(rows.get(0, 9, b"imp").unwrap().is_empty());
+        for e in [&b"first"[..], b"", b"third"] {
+            rows.add(0, 9, b"imp", e).unwrap();
+        }
+        rows.add(0, 9, b"imp2", b"elsewhere").unwrap();
+        assert_eq!(
+            rows.get(0, 9, b"imp").unwrap(),
+            [b"first".to_vec(), vec![], b"third".to_vec()]
+        );
+        rows.clear(0, 9, b"imp").unwrap();
+        assert!(rows.get(0, 9, b"imp").unwrap().is_empty());
+        assert_eq!(rows.get(0, 9, b"imp2").unwrap(), [b"elsewhere".to_vec()]);
+
+        let clicks = b.map("clicks").unwrap();
+        clicks.put(0, 4, b"a", b"k2", b"v2").unwrap();
+        clicks.put(0, 4, b"a", b"k1", b"v1").unwrap();
+        clicks.put(0, 4, b"ab", b"k1", b"not a's").unwrap();
+        clicks.put(0, 4, b"a", b"k1", b"v1'").unwrap();
+        assert_eq!(clicks.get(0, 4, b"a", b"k1").unwrap().as_deref(), Some(&b"v1'"[..]));
+        assert_eq!(
+            clicks.entries(0, 4, b"a").unwrap(),
+            [(b"k1".to_vec(), b"v1'".to_vec()), (b"k2".to_vec(), b"v2".to_vec())]
+        );
+        clicks.remove(0, 4, b"a", b"k2").unwrap();
+        assert_eq!(clicks.entries(0, 4, b"a").unwrap().len(), 1);
+        clicks.clear(0, 4, b"a").unwrap();
+        assert!(clicks.entries(0, 4, b"a").unwrap().is_empty());
+        assert_eq!(clicks.entries(0, 4, b"ab").unwrap().len(), 1);
+
+        // A state is reached only as the kind it was declared.
+        assert!(matches!(b.list("last"), Err(StateError::Undeclared { .. })));
+        assert!(matches!(b.value("nope"), Err(StateError::Undeclared { .. })));
+    }
+
+    #[test]
+    fn timers_fire_in_time_order_once_and_in_bounded_batches() {
+        let tmp = tempfile::tempdir().unwrap();
+        let b = open(&tmp.path().join("a"), &[], KeyGroupRange { start: 0, end: 128 });
+        let timers = b.timers().unwrap();
+        assert_eq!(timers.earliest().unwrap(), None);
+        assert!(timers.pop_due(i64::MAX, 10).unwrap().is_empty());
+        for (t, kg, k) in [(30, 1, "c"), (-5, 2, "a"), (10, 1, "b"), (10, 0, "b"), (30, 1, "c")] {
+            timers.register(&timer(t, kg, k.as_bytes())).unwrap();
+        }
+        timers.register(&timer(50, 3, b"gone")).unwrap();
+        timers.delete(&timer(50, 3, b"gone")).unwrap();
+        assert_eq!(timers.earliest().unwrap(), Some(-5));
+        assert!(timers.pop_due(-6, 10).unwrap().is_empty());
+
+        let first = timers.pop_due(10, 2).unwrap();
+        assert_eq!(first, [timer(-5, 2, b"a"), timer(10, 0, b"b")]);
+        // A timer registered while firing comes out of a later call if it is due.
+        timers.register(&timer(7, 5, b"late")).unwrap();
+        assert_eq!(
+            timers.pop_due(10, 2).unwrap(),
+            [timer(7, 5, b"late"), timer(10, 1, b"b")]
+        );
+        assert!(timers.pop_due(10, 2).unwrap().is_empty());
+        assert_eq!(timers.earliest().unwrap(), Some(30));
+        assert_eq!(timers.pop_due(i64::MAX, 10).unwrap(), [timer(30, 1, b"c")]);
+        assert_eq!(timers.earliest().unwrap(), None);
+    }
+
+    #[test]
+    fn every_state_survives_a_snapshot_and_rescales_by_key_group() {
+        let tmp = tempfile::tempdir().unwrap();
+        let b = open(&tmp.path().join("a"), &[], KeyGroupRange { start: 0, end: 128 });
+        for kg in [10u32, 100] {
+            let key = format!("key{kg}");
+            let key = key.as_bytes();
+            b.merging("counts")
+                .unwrap()
+                .merge_all([(0, kg, key, 5i64.to_le_bytes().to_vec())].into_iter())
+                .unwrap();
+            b.value("last").unwrap().put(0, kg, key, b"v").unwrap();
+            b.list("rows").unwrap().add(0, kg, key, b"row").unwrap();
+            b.map("clicks").unwrap().put(0, kg, key, b"ad", b"1").unwrap();
+            b.timers().unwrap().register(&timer(60, kg, key)).unwrap();
+        }
         let snap = b.snapshot(1).unwrap();
-        b.delete_namespace(-10).unwrap();
-        assert!(rows(&b, -10).is_empty());
-        assert_eq!(b.namespaces().unwrap().into_iter().collect::<Vec<_>>(), [20]);
+        b.value("last")
+            .unwrap()
+            .put(0, 10, b"key10", b"after the snapshot")
+            .unwrap();
 
-        // Rescale: a subtask owning key groups [64, 128) takes only its keys.
+        // Same parallelism: the snapshot directory is the instance.
+        let same = tmp.path().join("same");
+        std::fs::create_dir_all(&same).unwrap();
+        copy_dir(&snap, &same.join("db"));
+        let r = open(&same, &[], KeyGroupRange { start: 0, end: 128 });
+        assert_eq!(
+            r.value("last").unwrap().get(0, 10, b"key10").unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+        assert_eq!(r.timers().unwrap().earliest().unwrap(), Some(60));
+        drop(r);
+
+        // Rescale: a subtask owning key groups [64, 128) takes only its keys, of every state.
         let r = open(
             &tmp.path().join("r"),
             std::slice::from_ref(&snap),
             KeyGroupRange { start: 64, end: 128 },
         );
-        assert_eq!(rows(&r, -10), [(70, b"z".to_vec(), 1)]);
-        assert_eq!(rows(&r, 20), [(100, b"y".to_vec(), 1)]);
+        assert_eq!(counts(&r, 0), [(100, b"key100".to_vec(), 5)]);
+        assert_eq!(
+            r.value("last").unwrap().get(0, 100, b"key100").unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+        assert_eq!(r.value("last").unwrap().get(0, 10, b"key10").unwrap(), None);
+        assert_eq!(
+            r.list("rows").unwrap().get(0, 100, b"key100").unwrap(),
+            [b"row".to_vec()]
+        );
+        assert!(r.list("rows").unwrap().get(0, 10, b"key10").unwrap().is_empty());
+        assert_eq!(r.map("clicks").unwrap().entries(0, 100, b"key100").unwrap().len(), 1);
+        assert!(r.map("clicks").unwrap().entries(0, 10, b"key10").unwrap().is_empty());
+        assert_eq!(
+            r.timers().unwrap().pop_due(60, 10).unwrap(),
+            [timer(60, 100, b"key100")]
+        );
         drop(r);
         assert!(!tmp.path().join("r").exists(), "an instance removes its directory");
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
     }
 }

@@ -1,11 +1,21 @@
-//! Keyed operator state: a RocksDB instance per stateful operator subtask, its snapshots
-//! and their upload to checkpoint storage, and bringing state back on restore.
+//! Keyed operator state: a RocksDB instance per stateful operator subtask holding its
+//! value, list, map and merging states and its event-time timers, its snapshots and their
+//! upload to checkpoint storage, and bringing state back on restore.
 
 pub mod checkpoint_storage;
 pub mod keyed_state_backend;
+pub mod list_state;
+pub mod map_state;
+pub mod merging_state;
+pub mod operator_state;
 pub mod snapshot_progress;
 pub mod snapshot_uploader;
+pub mod state_descriptor;
+pub mod state_key;
 pub mod state_restore;
+pub mod state_table;
+pub mod timer_service;
+pub mod value_state;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
