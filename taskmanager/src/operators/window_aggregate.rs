@@ -39,6 +39,11 @@ pub struct WindowAggregate {
     /// Open windows by start: in memory since the last spill.
     windows: BTreeMap<i64, WindowState>,
     store: WindowStore,
+    /// A spilled window firing chunk by chunk: its start and the last RocksDB key
+    /// emitted (`None` before the first chunk).
+    firing: Option<(i64, Option<Vec<u8>>)>,
+    /// Keys per step when a spilled window fires ([`FIRE_CHUNK_KEYS`]).
+    fire_chunk_keys: usize,
     watermark: i64,
     metrics: Arc<SubtaskMetrics>,
 }
@@ -88,6 +93,8 @@ impl WindowAggregate {
             agg_columns,
             output,
             windows: BTreeMap::new(),
+            firing: None,
+            fire_chunk_keys: FIRE_CHUNK_KEYS,
             watermark: i64::MIN,
             metrics,
         })
@@ -118,6 +125,54 @@ impl WindowAggregate {
         out.push(StreamEvent::Data(
             RecordBatch::try_new(self.output.clone(), cols).map_err(arrow)?,
         ));
+        Ok(())
+    }
+}
+
+impl WindowAggregate {
+    /// Fires every window the watermark completed, in start order, then forwards the
+    /// watermark. A window in memory fires at once; a spilled one (possibly larger than
+    /// memory) streams out of RocksDB one chunk per call, the rest deferred, so each
+    /// chunk goes downstream before the next is read.
+    fn fire_complete_windows(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
+        loop {
+            if let Some((start, after)) = self.firing.take() {
+                let int_keys = self.converter.is_none();
+                let (chunk, last) = self
+                    .store
+                    .read_chunk(start, after.as_deref(), self.fire_chunk_keys, int_keys)?;
+                self.fire(start, chunk, out)?;
+                match last {
+                    Some(key) => {
+                        self.firing = Some((start, Some(key)));
+                        return Ok(());
+                    }
+                    None => self.store.forget(start)?,
+                }
+                continue;
+            }
+            let in_memory = self.windows.first_key_value().map(|(s, _)| *s);
+            let Some(start) = in_memory.into_iter().chain(self.store.first_spilled()).min() else {
+                break;
+            };
+            if !window_is_complete(start + self.size, self.watermark) {
+                break;
+            }
+            let state = self
+                .windows
+                .remove(&start)
+                .unwrap_or_else(|| WindowState::new(self.converter.is_none()));
+            if !self.store.is_spilled(start) {
+                self.fire(start, state, out)?;
+                continue;
+            }
+            // Part of the window is on disk: merge the in-memory part into RocksDB, where
+            // the whole window then streams from.
+            let mut rest = BTreeMap::from([(start, state)]);
+            self.store.spill(&mut rest, &self.key_types, self.converter.as_ref())?;
+            self.firing = Some((start, None));
+        }
+        out.push(StreamEvent::Watermark(self.watermark));
         Ok(())
     }
 }
@@ -171,33 +226,7 @@ impl Operator for WindowAggregate {
     fn on_watermark(&mut self, watermark: i64, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
         self.store.open_if_restored()?;
         self.watermark = watermark;
-        loop {
-            let in_memory = self.windows.first_key_value().map(|(s, _)| *s);
-            let Some(start) = in_memory.into_iter().chain(self.store.first_spilled()).min() else {
-                break;
-            };
-            if !window_is_complete(start + self.size, watermark) {
-                break;
-            }
-            let state = self
-                .windows
-                .remove(&start)
-                .unwrap_or_else(|| WindowState::new(self.converter.is_none()));
-            if !self.store.is_spilled(start) {
-                self.fire(start, state, out)?;
-                continue;
-            }
-            // Part of the window is on disk, possibly more than fits in memory: merge the
-            // in-memory part into RocksDB and stream the whole window out in chunks.
-            let mut rest = BTreeMap::from([(start, state)]);
-            self.store.spill(&mut rest, &self.key_types, self.converter.as_ref())?;
-            let int_keys = self.converter.is_none();
-            self.store
-                .scan_chunks(start, FIRE_CHUNK_KEYS, int_keys, |chunk| self.fire(start, chunk, out))?;
-            self.store.forget(start)?;
-        }
-        out.push(StreamEvent::Watermark(watermark));
-        Ok(())
+        self.fire_complete_windows(out)
     }
 
     fn on_barrier(&mut self, id: u64, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
@@ -206,6 +235,14 @@ impl Operator for WindowAggregate {
             .checkpoint(id, &mut self.windows, &self.key_types, self.converter.as_ref())?;
         out.push(StreamEvent::Barrier(id));
         Ok(())
+    }
+
+    fn has_deferred_output(&self) -> bool {
+        self.firing.is_some()
+    }
+
+    fn resume(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
+        self.fire_complete_windows(out)
     }
 }
 
@@ -372,7 +409,7 @@ mod tests {
     #[test]
     fn windows_spilled_to_rocksdb_fire_the_same_results_as_in_memory_ones() {
         let tmp = tempfile::tempdir().unwrap();
-        let feed = |op: &mut WindowAggregate, schema: &SchemaRef, spill: bool| {
+        let feed = |op: &mut WindowAggregate, schema: &SchemaRef, spill: bool| -> (Vec<FiredRow>, Vec<usize>) {
             let mut out = Vec::new();
             op.on_batch(
                 rows(schema, &["a", "b", "a"], &[1, 2, 15], &[Some(1.5), None, Some(4.0)]),
@@ -395,14 +432,31 @@ mod tests {
                 &mut out,
             )
             .unwrap();
+            // As the chain drives it: deferred output comes one step at a time, and the
+            // watermark follows the last window's last step.
+            let mut steps = Vec::new();
             op.on_watermark(i64::MAX, &mut out).unwrap();
-            fired(&out)
+            steps.push(fired(&out).len());
+            while op.has_deferred_output() {
+                let before = out.len();
+                op.resume(&mut out).unwrap();
+                steps.push(fired(&out[before..]).len());
+            }
+            let watermarks: Vec<usize> = (0..out.len())
+                .filter(|i| matches!(out[*i], StreamEvent::Watermark(_)))
+                .collect();
+            assert_eq!(watermarks, [out.len() - 1], "one watermark, after every window");
+            (fired(&out), steps)
         };
         let (mut memory, schema, _) = operator_in(tmp.path().join("memory"));
         let (mut spilled, _, _) = operator_in(tmp.path().join("spilled"));
-        let expected = feed(&mut memory, &schema, false);
+        spilled.fire_chunk_keys = 1;
+        let (expected, steps) = feed(&mut memory, &schema, false);
         assert_eq!(expected.len(), 5, "{expected:?}");
-        assert_eq!(feed(&mut spilled, &schema, true), expected);
+        assert_eq!(steps, [5], "in-memory windows fire at once");
+        let (got, steps) = feed(&mut spilled, &schema, true);
+        assert_eq!(got, expected);
+        assert!(steps.len() >= 5 && steps.iter().all(|n| *n <= 1), "{steps:?}");
         assert!(spilled.store.first_spilled().is_none(), "fired windows leave RocksDB");
     }
 }

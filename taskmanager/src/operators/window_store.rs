@@ -3,9 +3,10 @@
 //! windows hold more than [`SPILL_KEYS`] keys, their partial results are merged into
 //! RocksDB and memory starts over. A window fires from memory alone unless part of it
 //! was spilled; then its in-memory part is merged into RocksDB too and the window streams
-//! out of RocksDB in chunks (one range scan: rows are ordered by window start) before its
-//! rows are deleted. So memory stays bounded, state larger than memory lives on disk, and
-//! a job whose windows close between checkpoints barely touches RocksDB.
+//! out of RocksDB in chunks (range scans: rows are ordered by window start), each chunk
+//! sent downstream before the next is read; then its rows are deleted. So memory stays
+//! bounded, state larger than memory lives on disk, and a job whose windows close between
+//! checkpoints barely touches RocksDB.
 //!
 //! Value layout: one little-endian i64 word per aggregate, then one "seen" byte per
 //! aggregate. Every aggregate is associative, so RocksDB merges partial results itself
@@ -24,6 +25,7 @@ use crate::state::OperatorStateContext;
 use crate::state::merging_state::MergingState;
 use crate::state::operator_state::OperatorState;
 use crate::state::state_descriptor::StateDescriptor;
+use crate::state::state_key::{PREFIX_LEN, namespace_bounds};
 
 /// In-memory keys (over all open windows) above which the windows spill to RocksDB:
 /// roughly 100 MB of hash tables for one aggregate.
@@ -120,37 +122,39 @@ impl WindowStore {
         self.spilled.contains(&start)
     }
 
-    /// Streams window `start`'s rows out of RocksDB (RocksDB has merged every partial
-    /// result by then) as windows of at most `chunk_keys` keys, so that firing a window
-    /// never holds all of it in memory.
-    pub fn scan_chunks(
+    /// Reads the next chunk of window `start` out of RocksDB (which has merged every
+    /// partial result by then): at most `chunk_keys` keys after the stored key `after`
+    /// (from the first with `None`), and the last key read when the chunk is full (more
+    /// may follow). So firing a window never holds all of it in memory.
+    pub fn read_chunk(
         &self,
         start: i64,
+        after: Option<&[u8]>,
         chunk_keys: usize,
         int_keys: bool,
-        mut emit: impl FnMut(WindowState) -> Result<(), TaskError>,
-    ) -> Result<(), TaskError> {
+    ) -> Result<(WindowState, Option<Vec<u8>>), TaskError> {
+        let mut chunk = WindowState::new(int_keys);
         let Some(backend) = self.state.opened() else {
-            return Ok(());
+            return Ok((chunk, None));
         };
         let accs = &self.accumulators;
-        let mut chunk = WindowState::new(int_keys);
-        let mut failed = Ok(());
-        backend
-            .merging(WINDOWS)?
-            .table()
-            .scan_namespace(start, |_, key, value| {
-                if failed.is_err() {
-                    return;
-                }
-                let (v, s) = decode(value, accs.len());
-                chunk.merge_entry(key, &v, &s, accs);
-                if chunk.len() >= chunk_keys {
-                    failed = emit(std::mem::replace(&mut chunk, WindowState::new(int_keys)));
-                }
-            })?;
-        failed?;
-        emit(chunk)
+        let (first, end) = namespace_bounds(start);
+        let from = match after {
+            // The smallest key after `after`.
+            Some(k) => [k, &[0]].concat(),
+            None => first,
+        };
+        let mut last = None;
+        backend.merging(WINDOWS)?.table().scan(&from, end.as_deref(), |k, v| {
+            let (values, seen) = decode(v, accs.len());
+            chunk.merge_entry(&k[PREFIX_LEN..], &values, &seen, accs);
+            if chunk.len() >= chunk_keys {
+                last = Some(k.to_vec());
+                return false;
+            }
+            true
+        })?;
+        Ok((chunk, last))
     }
 
     /// Window `start` has fired: its rows leave RocksDB.

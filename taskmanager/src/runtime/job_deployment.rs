@@ -263,10 +263,10 @@ pub fn deploy(
                         ctx.metrics.checkpoint(task.id, s),
                     )
                 });
-                operators.push(ChainedOperator {
-                    operator: build_operator(graph, vertex, metrics.clone(), state)?,
+                operators.push(ChainedOperator::new(
+                    build_operator(graph, vertex, metrics.clone(), state)?,
                     metrics,
-                });
+                ));
             }
             let id = SubtaskId {
                 task: task.id,

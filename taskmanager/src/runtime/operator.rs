@@ -24,4 +24,17 @@ pub trait Operator: Send {
         out.push(StreamEvent::Barrier(id));
         Ok(())
     }
+
+    /// Whether the operator holds back output it has still to produce: a large firing
+    /// emits one bounded step at a time, so that each step goes downstream (under
+    /// backpressure) before the next is built. Until it is done, the chain gives the
+    /// operator no further events.
+    fn has_deferred_output(&self) -> bool {
+        false
+    }
+
+    /// Produces the next step of deferred output.
+    fn resume(&mut self, _out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
+        Ok(())
+    }
 }

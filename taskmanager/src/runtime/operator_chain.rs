@@ -1,6 +1,7 @@
 //! A chain of operators joined by forward edges, run back to back inside one actor so that
 //! chained operators cost a function call, not a message.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::error::TaskError;
@@ -9,8 +10,21 @@ use crate::runtime::stream_event::StreamEvent;
 use crate::runtime::subtask_metrics::SubtaskMetrics;
 
 pub struct ChainedOperator {
-    pub operator: Box<dyn Operator>,
-    pub metrics: Arc<SubtaskMetrics>,
+    operator: Box<dyn Operator>,
+    metrics: Arc<SubtaskMetrics>,
+    /// Events that reached the operator while it was producing deferred output; they go
+    /// in, in order, once it is done.
+    backlog: VecDeque<StreamEvent>,
+}
+
+impl ChainedOperator {
+    pub fn new(operator: Box<dyn Operator>, metrics: Arc<SubtaskMetrics>) -> Self {
+        Self {
+            operator,
+            metrics,
+            backlog: VecDeque::new(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -23,11 +37,26 @@ impl OperatorChain {
         Self { operators }
     }
 
-    /// Runs events through every operator in turn.
+    /// Whether an operator still has deferred output or a backlog: then the subtask calls
+    /// [`OperatorChain::process`] with no new events before it reads more input.
+    pub fn has_work(&self) -> bool {
+        self.operators
+            .iter()
+            .any(|op| op.operator.has_deferred_output() || !op.backlog.is_empty())
+    }
+
+    /// Runs events through every operator in turn; an operator with deferred output
+    /// first produces its next step and takes new events only once it is done.
     pub fn process(&mut self, mut events: Vec<StreamEvent>) -> Result<Vec<StreamEvent>, TaskError> {
         for op in &mut self.operators {
             let mut out = Vec::with_capacity(events.len());
-            for event in events {
+            if op.operator.has_deferred_output() {
+                op.operator.resume(&mut out)?;
+                SubtaskMetrics::add(&op.metrics.records_out, rows(&out));
+            }
+            op.backlog.extend(events);
+            while !op.operator.has_deferred_output() {
+                let Some(event) = op.backlog.pop_front() else { break };
                 let before = out.len();
                 match event {
                     StreamEvent::Data(batch) => {
@@ -57,4 +86,105 @@ fn rows(events: &[StreamEvent]) -> u64 {
             _ => 0,
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+
+    use super::*;
+
+    /// Emits `steps` one-row batches for each watermark, one per step, then the watermark.
+    struct Burst {
+        steps: i64,
+        left: i64,
+        watermark: i64,
+    }
+
+    fn batch(v: i64) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![v]))]).unwrap()
+    }
+
+    impl Operator for Burst {
+        fn on_batch(&mut self, b: RecordBatch, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
+            out.push(StreamEvent::Data(b));
+            Ok(())
+        }
+
+        fn on_watermark(&mut self, wm: i64, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
+            self.watermark = wm;
+            self.left = self.steps;
+            self.resume(out)
+        }
+
+        fn has_deferred_output(&self) -> bool {
+            self.left > 0
+        }
+
+        fn resume(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
+            out.push(StreamEvent::Data(batch(self.left)));
+            self.left -= 1;
+            if self.left == 0 {
+                out.push(StreamEvent::Watermark(self.watermark));
+            }
+            Ok(())
+        }
+    }
+
+    struct Forward;
+
+    impl Operator for Forward {
+        fn on_batch(&mut self, b: RecordBatch, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
+            out.push(StreamEvent::Data(b));
+            Ok(())
+        }
+    }
+
+    fn label(e: &StreamEvent) -> String {
+        match e {
+            StreamEvent::Data(b) => {
+                format!(
+                    "d{}",
+                    b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0)
+                )
+            }
+            StreamEvent::Watermark(w) => format!("w{w}"),
+            StreamEvent::Barrier(id) => format!("b{id}"),
+            StreamEvent::EndOfStream => "end".into(),
+        }
+    }
+
+    #[test]
+    fn deferred_output_goes_downstream_step_by_step_before_later_events() {
+        let metrics = || Arc::new(SubtaskMetrics::default());
+        let mut chain = OperatorChain::new(vec![
+            ChainedOperator::new(
+                Box::new(Burst {
+                    steps: 3,
+                    left: 0,
+                    watermark: 0,
+                }),
+                metrics(),
+            ),
+            ChainedOperator::new(Box::new(Forward), metrics()),
+        ]);
+        let step = |chain: &mut OperatorChain, events| -> Vec<String> {
+            chain.process(events).unwrap().iter().map(label).collect()
+        };
+        let input = vec![
+            StreamEvent::Data(batch(100)),
+            StreamEvent::Watermark(7),
+            StreamEvent::Barrier(1),
+            StreamEvent::Data(batch(200)),
+            StreamEvent::EndOfStream,
+        ];
+        assert_eq!(step(&mut chain, input), ["d100", "d3"]);
+        assert!(chain.has_work());
+        assert_eq!(step(&mut chain, Vec::new()), ["d2"]);
+        assert_eq!(step(&mut chain, Vec::new()), ["d1", "w7", "b1", "d200", "end"]);
+        assert!(!chain.has_work());
+    }
 }

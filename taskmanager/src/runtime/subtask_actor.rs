@@ -177,7 +177,10 @@ impl Handler<Pump> for SubtaskActor {
         let Some(mut io) = self.io.take() else {
             return;
         };
-        let barrier = match (&io.input, self.triggered.take()) {
+        // An operator still producing deferred output (a large firing) runs its next
+        // step before anything more is read: its output goes downstream first.
+        let resume = self.chain.has_work();
+        let barrier = match (&io.input, if resume { None } else { self.triggered.take() }) {
             (TaskInput::Source(source), Some(id)) => {
                 // Everything read so far goes before the barrier: this is where a restore
                 // from this checkpoint resumes.
@@ -188,6 +191,7 @@ impl Handler<Pump> for SubtaskActor {
         };
         let step = async move {
             let input = match barrier {
+                _ if resume => Ok(Some(Vec::new())),
                 Some(id) => Ok(Some(vec![StreamEvent::Barrier(id)])),
                 None => io.input.next().await,
             };

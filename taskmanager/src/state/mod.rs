@@ -96,6 +96,7 @@ impl StateServices {
                 subtask,
                 key_groups,
                 progress,
+                restored_files: Arc::new(restored.files),
                 one_at_a_time: Arc::default(),
                 stopped: Arc::default(),
             }),

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use weir_common::key_groups::KeyGroupRange;
-use weir_common::state_handle::StateHandle;
+use weir_common::state_handle::{StateFile, StateHandle};
 
 use crate::state::checkpoint_storage::{CheckpointStorage, StorageError};
 
@@ -18,6 +18,9 @@ pub struct RestoredState {
     pub merge_from: Vec<PathBuf>,
     /// Whether any state was restored (the operator then opens its backend eagerly).
     pub any: bool,
+    /// The stored files the instance was opened from as they are (same parallelism):
+    /// its next snapshot refers to those it still holds instead of uploading them again.
+    pub files: Vec<StateFile>,
 }
 
 /// Fetches the snapshots `handles` hold for operator `vertex`'s subtask owning
@@ -40,6 +43,7 @@ pub async fn fetch(
         return Ok(RestoredState {
             merge_from: Vec::new(),
             any: true,
+            files: only.files.clone(),
         });
     }
     let mut merge_from = Vec::with_capacity(relevant.len());
@@ -51,6 +55,7 @@ pub async fn fetch(
     Ok(RestoredState {
         any: !merge_from.is_empty(),
         merge_from,
+        files: Vec::new(),
     })
 }
 

@@ -236,7 +236,7 @@ impl DeployedJobs {
         let job_root = self.work_dir.join("state").join(file_name_safe(job));
         let old = job_root.clone();
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(old)).await;
-        let stateful = graph.stateful_vertices().count() > 0;
+        let stateful = graph.stateful_vertices().next().is_some();
         let storage = match graph.checkpoint.as_ref() {
             Some(c) if stateful && self.exchange.is_some() => {
                 let url = c
@@ -265,9 +265,14 @@ impl DeployedJobs {
                     }
                     let range = KeyGroupRange::of_subtask(s, graph.max_parallelism, v.parallelism);
                     let dir = local_root.join(instance_name(v, s));
-                    let fetched = state_restore::fetch(storage, &r.state, v.id.0 as u32, range, &dir)
+                    let mut fetched = state_restore::fetch(storage, &r.state, v.id.0 as u32, range, &dir)
                         .await
                         .map_err(|e| state_err(format!("restoring {} subtask {s}: {e}", v.name)))?;
+                    if r.state_storage.is_some() {
+                        // A savepoint's files stay its owner's (Flink's no-claim mode): the
+                        // job's first checkpoint uploads its state in full.
+                        fetched.files.clear();
+                    }
                     restored.insert((v.id.0, s), fetched);
                 }
             }
