@@ -2,7 +2,8 @@
 # Installs what building and testing Weir needs on a Debian machine, idempotently: a Rust
 # toolchain with rustfmt and clippy must already be there (rustup); libclang-dev (bindgen,
 # for RocksDB) and a C/C++ toolchain come from Debian; the test suite's independent
-# Parquet readers (pyarrow, DuckDB) come from PyPI. protoc comes vendored.
+# Parquet readers (pyarrow, DuckDB) come from PyPI, the Kafka-protocol broker (tansu) from
+# crates.io. protoc comes vendored.
 #   scripts/setup.sh          # build prerequisites
 #   scripts/setup.sh test     # also the test prerequisites
 set -euo pipefail
@@ -27,6 +28,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if [ "${1:-}" = test ]; then
+  # A real Kafka-protocol broker for the Kafka tests (shared/FACTS.md: no Apache Kafka
+  # can be fetched here; tansu with sqlite storage is the broker that works).
+  if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
+    cargo install tansu --version 0.6.0 --locked --features dynostore,libsql
+  fi
   if ! python3 -c 'import pyarrow, duckdb' >/dev/null 2>&1; then
     python3 -m pip install --quiet pyarrow duckdb 2>/dev/null ||
       python3 -m pip install --quiet --break-system-packages pyarrow duckdb

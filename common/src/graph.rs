@@ -11,7 +11,8 @@ use arrow_schema::SchemaRef;
 use serde::Serialize;
 
 use crate::spec::{
-    BlackholeSinkSpec, FileSourceSpec, FormatSpec, GeneratorSpec, ParquetSinkSpec, ProjectColumn, WindowAggregateSpec,
+    BlackholeSinkSpec, FileSourceSpec, FormatSpec, GeneratorSpec, KafkaSourceSpec, ParquetSinkSpec, ProjectColumn,
+    WindowAggregateSpec,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -21,6 +22,7 @@ pub struct VertexId(pub usize);
 pub enum SourceConnector {
     Generator(GeneratorSpec),
     File(FileSourceSpec),
+    Kafka(KafkaSourceSpec),
 }
 
 #[derive(Debug, Clone)]

@@ -18,6 +18,17 @@ pub enum SourcePosition {
     FileAt { file: String, offset: u64, line: u64 },
     /// JSON-lines files, every one read.
     FilesDone,
+    /// Kafka: the next offset of every partition the subtask has read from; partitions
+    /// not listed start where the source's `start` says.
+    Kafka { offsets: Vec<KafkaOffset> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaOffset {
+    pub topic: String,
+    pub partition: i32,
+    /// The offset of the first record not yet read.
+    pub next: i64,
 }
 
 /// The checkpoint a new attempt resumes from: which attempt took it, its id, and where

@@ -73,7 +73,7 @@ fn default_checkpoint_timeout_ms() -> u64 {
     600_000
 }
 
-/// A source: exactly one connector field (`generator` or `file`).
+/// A source: exactly one connector field (`generator`, `file` or `kafka`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
@@ -82,6 +82,8 @@ pub struct SourceSpec {
     pub generator: Option<GeneratorSpec>,
     #[serde(default)]
     pub file: Option<FileSourceSpec>,
+    #[serde(default)]
+    pub kafka: Option<KafkaSourceSpec>,
     /// How raw records are decoded. Required for connectors that produce bytes.
     #[serde(default)]
     pub format: Option<FormatSpec>,
@@ -127,6 +129,55 @@ pub struct FileSourceSpec {
     pub path: String,
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+}
+
+/// Kafka topics. Every partition of every topic belongs to one source subtask (partition
+/// `p` of a topic to subtask `(p + topic offset) % parallelism`), which reads it from the
+/// position its checkpoint recorded, or from `start` on a first run.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceSpec {
+    /// `host:port[,host:port...]`.
+    pub bootstrap_servers: String,
+    pub topics: Vec<String>,
+    /// Consumer group whose committed offsets `start: committed` reads, and to which
+    /// positions are committed when a checkpoint completes (for monitoring only: restores
+    /// use the checkpoint's positions). Default: `weir-<job name>`.
+    #[serde(default)]
+    pub group_id: Option<String>,
+    #[serde(default)]
+    pub start: KafkaStart,
+    /// For `start: timestamp`: the first record read from each partition is the first at
+    /// or after this time (epoch ms).
+    #[serde(default)]
+    pub start_timestamp_ms: Option<i64>,
+    /// A partition that delivers nothing for this long stops holding the watermark back,
+    /// until it delivers again. Absent: partitions never count as idle.
+    #[serde(default)]
+    pub idle_timeout_ms: Option<u64>,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Read each partition up to its end as of the start, then finish (a backfill, or a
+    /// test); otherwise the source never ends.
+    #[serde(default)]
+    pub bounded: bool,
+    /// librdkafka consumer properties passed through (e.g. `security.protocol`,
+    /// `fetch.max.bytes`); those Weir sets itself are refused.
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+/// Where a Kafka source starts reading a partition it has no checkpointed position for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaStart {
+    /// The group's committed offset; the earliest when the group has none.
+    #[default]
+    Committed,
+    Earliest,
+    Latest,
+    /// `start_timestamp_ms`.
+    Timestamp,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -14,12 +14,22 @@ use crate::schema::{
     generator_schema, is_event_time_type, is_key_type, is_numeric, is_orderable, schema_from_fields, timestamp_ms,
 };
 use crate::spec::{
-    AggregateFunction, GeneratorWorkload, JobSpec, MAX_RETAINED_CHECKPOINTS, OperatorSpec, SinkSpec, SourceSpec,
-    WindowAggregateSpec,
+    AggregateFunction, GeneratorWorkload, JobSpec, KafkaSourceSpec, KafkaStart, MAX_RETAINED_CHECKPOINTS, OperatorSpec,
+    SinkSpec, SourceSpec, WindowAggregateSpec,
 };
 use crate::spec_error::{SpecError, SpecErrors};
 
 const MAX_MAX_PARALLELISM: u32 = 32_768;
+/// librdkafka consumer properties a Kafka source sets from its own fields or needs as
+/// they are (offsets come from checkpoints, never from auto-commit).
+pub const KAFKA_PROPERTIES_WEIR_SETS: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+    "enable.partition.eof",
+];
 /// Below this, barriers would follow each other faster than a heartbeat reports them.
 const MIN_CHECKPOINT_INTERVAL_MS: u64 = 100;
 
@@ -328,9 +338,56 @@ impl<'a> Validator<'a> {
         })
     }
 
+    fn kafka_source(&mut self, path: &str, k: &KafkaSourceSpec) {
+        if k.bootstrap_servers.trim().is_empty() {
+            self.err(
+                format!("{path}.bootstrap_servers"),
+                "must name at least one broker (host:port)",
+            );
+        }
+        if k.topics.is_empty() {
+            self.err(format!("{path}.topics"), "must name at least one topic");
+        }
+        let mut seen = HashSet::new();
+        for (i, t) in k.topics.iter().enumerate() {
+            if t.trim().is_empty() {
+                self.err(format!("{path}.topics[{i}]"), "must not be empty");
+            } else if !seen.insert(t) {
+                self.err(format!("{path}.topics[{i}]"), format!("{t:?} is listed twice"));
+            }
+        }
+        match (k.start, k.start_timestamp_ms) {
+            (KafkaStart::Timestamp, None) => {
+                self.err(format!("{path}.start_timestamp_ms"), "required with start: timestamp")
+            }
+            (KafkaStart::Committed | KafkaStart::Earliest | KafkaStart::Latest, Some(_)) => self.err(
+                format!("{path}.start_timestamp_ms"),
+                "only applies with start: timestamp",
+            ),
+            _ => {}
+        }
+        if k.idle_timeout_ms == Some(0) {
+            self.err(
+                format!("{path}.idle_timeout_ms"),
+                "must be positive (leave it out to never go idle)",
+            );
+        }
+        if k.batch_size == 0 {
+            self.err(format!("{path}.batch_size"), "must be positive");
+        }
+        for key in k.properties.keys() {
+            if KAFKA_PROPERTIES_WEIR_SETS.contains(&key.as_str()) {
+                self.err(
+                    format!("{path}.properties.{key}"),
+                    "is set by Weir (use the source's own fields)",
+                );
+            }
+        }
+    }
+
     fn source(&mut self, path: &str, s: &SourceSpec) -> Option<(VertexKind, SchemaRef, String)> {
-        let connector = match (&s.generator, &s.file) {
-            (Some(g), None) => {
+        let connector = match (&s.generator, &s.file, &s.kafka) {
+            (Some(g), None, None) => {
                 if g.events == 0 || g.events % 2 != 0 {
                     self.err(format!("{path}.generator.events"), "must be a positive even number");
                 }
@@ -342,7 +399,7 @@ impl<'a> Validator<'a> {
                 }
                 SourceConnector::Generator(g.clone())
             }
-            (None, Some(f)) => {
+            (None, Some(f), None) => {
                 if f.path.trim().is_empty() {
                     self.err(format!("{path}.file.path"), "must not be empty");
                 }
@@ -351,14 +408,18 @@ impl<'a> Validator<'a> {
                 }
                 SourceConnector::File(f.clone())
             }
+            (None, None, Some(k)) => {
+                self.kafka_source(&format!("{path}.kafka"), k);
+                SourceConnector::Kafka(k.clone())
+            }
             _ => {
-                self.err(path, "needs exactly one connector: generator or file");
+                self.err(path, "needs exactly one connector: generator, file or kafka");
                 return None;
             }
         };
         let produces_text = match &connector {
             SourceConnector::Generator(g) => g.workload == GeneratorWorkload::W2Logs,
-            SourceConnector::File(_) => true,
+            SourceConnector::File(_) | SourceConnector::Kafka(_) => true,
         };
         let schema = if produces_text {
             if s.format.is_none() {

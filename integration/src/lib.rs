@@ -2,6 +2,7 @@
 //! run `coordinator local` on a spec with overrides, and read what it produced.
 
 pub mod cluster;
+pub mod kafka_broker;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

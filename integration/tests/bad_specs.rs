@@ -121,3 +121,25 @@ fn a_valid_spec_is_accepted() {
     let plan = String::from_utf8_lossy(&out.stdout);
     assert!(plan.contains("logs (source) -> last (filter) -> out (sink)"), "{plan}");
 }
+
+#[test]
+fn kafka_source_fields() {
+    let text = r#"{"name": "bad", "sources": [{"id": "logs",
+        "kafka": {"bootstrap_servers": "127.0.0.1:9092", "topics": ["a", "a", ""],
+                  "start": "timestamp", "idle_timeout_ms": 0,
+                  "properties": {"enable.auto.commit": "true"}},
+        "format": {"type": "json"},
+        "schema": [{"name": "ts", "type": "timestamp_ms"}],
+        "event_time": {"column": "ts"}}],
+      "sinks": [{"id": "out", "input": "logs", "blackhole": {}}]}"#;
+    assert_refused(
+        text,
+        &[
+            "sources[0].kafka.topics[1]",
+            "sources[0].kafka.topics[2]",
+            "sources[0].kafka.start_timestamp_ms: required with start: timestamp",
+            "sources[0].kafka.idle_timeout_ms",
+            "sources[0].kafka.properties.enable.auto.commit",
+        ],
+    );
+}

@@ -33,6 +33,9 @@ pub enum TaskError {
     PeerGone(String),
     #[error("{vertex}: {message}")]
     Invalid { vertex: String, message: String },
+    /// An external system (a broker, a store) refused or failed a request.
+    #[error("{vertex}: {message}")]
+    Connector { vertex: String, message: String },
     /// A network channel between task managers failed (peer gone, bad frame).
     #[error("exchange channel {channel}: {message}")]
     Exchange { channel: String, message: String },

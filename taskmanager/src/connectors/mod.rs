@@ -5,6 +5,7 @@ pub mod blackhole;
 pub mod file;
 pub mod filesystem;
 pub mod generator;
+pub mod kafka;
 
 use weir_common::graph::{SinkConnector, SourceConnector, Vertex, VertexKind};
 
@@ -14,7 +15,7 @@ use crate::runtime::sink::Sink;
 use crate::runtime::source::SourceReader;
 
 /// The source's reader and the most records it puts in one chunk.
-pub fn build_source(vertex: &Vertex, subtask: u32) -> Result<(Box<dyn SourceReader>, usize), TaskError> {
+pub fn build_source(job: &str, vertex: &Vertex, subtask: u32) -> Result<(Box<dyn SourceReader>, usize), TaskError> {
     let VertexKind::Source { connector, .. } = &vertex.kind else {
         return Err(TaskError::Invalid {
             vertex: vertex.name.clone(),
@@ -25,6 +26,16 @@ pub fn build_source(vertex: &Vertex, subtask: u32) -> Result<(Box<dyn SourceRead
         SourceConnector::Generator(spec) => (generator::build(spec, subtask, vertex.parallelism), spec.batch_size),
         SourceConnector::File(spec) => (
             Box::new(file::jsonl_source::JsonLinesSource::new(
+                spec,
+                subtask,
+                vertex.parallelism,
+            )),
+            spec.batch_size,
+        ),
+        SourceConnector::Kafka(spec) => (
+            Box::new(kafka::kafka_source::KafkaSource::new(
+                &vertex.name,
+                job,
                 spec,
                 subtask,
                 vertex.parallelism,

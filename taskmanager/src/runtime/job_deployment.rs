@@ -8,10 +8,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::mpsc;
-use weir_common::graph::{EdgePartitioning, JobGraph, VertexKind};
+use weir_common::graph::{EdgePartitioning, JobGraph, SourceConnector, VertexKind};
 use weir_common::source_position::{RestoreFrom, SourcePosition};
 use weir_common::state_handle::StateHandle;
 
@@ -214,12 +215,16 @@ pub fn deploy(
             let mut chain_vertices = task.vertices.as_slice();
             let input = match &head.kind {
                 VertexKind::Source {
+                    connector,
                     format,
                     max_out_of_orderness_ms,
-                    ..
                 } => {
                     chain_vertices = &chain_vertices[1..];
-                    let (mut reader, batch_size) = build_source(head, s)?;
+                    let (mut reader, batch_size) = build_source(&graph.name, head, s)?;
+                    let idle_timeout = match connector {
+                        SourceConnector::Kafka(k) => k.idle_timeout_ms.map(Duration::from_millis),
+                        SourceConnector::Generator(_) | SourceConnector::File(_) => None,
+                    };
                     if let Some(position) = ctx.restore.as_ref().and_then(|r| r.sources.get(&(task.id, s))) {
                         reader.seek(position)?;
                     }
@@ -234,7 +239,7 @@ pub fn deploy(
                         head.schema
                             .index_of(&head.event_time_column)
                             .map_err(|e| TaskError::arrow(&head.name, e))?,
-                        *max_out_of_orderness_ms,
+                        (*max_out_of_orderness_ms, idle_timeout),
                         ctx.dead_letters.clone(),
                         ctx.metrics.get(head.id.0, s),
                     ))

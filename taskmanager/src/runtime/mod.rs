@@ -12,6 +12,7 @@ pub mod sink;
 pub mod slot_pool;
 pub mod source;
 pub mod source_driver;
+pub mod split_watermarks;
 pub mod stream_event;
 pub mod subtask_actor;
 pub mod subtask_metrics;

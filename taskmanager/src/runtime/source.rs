@@ -21,6 +21,9 @@ pub struct RawRecords {
     pub origin: Arc<str>,
     /// Each record's position within `origin` (line number, offset, index).
     pub positions: Vec<u64>,
+    /// Which of the reader's splits (e.g. Kafka partitions) the records came from; each
+    /// split has its own watermark.
+    pub split: usize,
 }
 
 impl RawRecords {
@@ -62,6 +65,12 @@ pub trait SourceReader: Send {
     /// Before the first read: continue from `position` (taken from a reader of the same
     /// source and subtask), so that the records before it are not read again.
     fn seek(&mut self, position: &SourcePosition) -> Result<(), TaskError>;
+
+    /// How many splits the reader reads, each with its own watermark (the subtask's is
+    /// the least over the splits not idle). Known after the first `next`.
+    fn splits(&self) -> usize {
+        1
+    }
 }
 
 /// The error for a position that belongs to another kind of source.

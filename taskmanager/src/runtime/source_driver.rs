@@ -1,15 +1,18 @@
 //! Drives one source subtask: reads, decodes raw records (sending rejects to the
-//! dead-letter output), and generates the watermark by the bounded-out-of-orderness rule.
+//! dead-letter output), and generates the watermark by the bounded-out-of-orderness rule,
+//! per split (`split_watermarks`).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use weir_common::event_time::{WATERMARK_MAX, WATERMARK_MIN, bounded_out_of_orderness};
+use weir_common::event_time::{WATERMARK_MAX, WATERMARK_MIN};
 
 use crate::dead_letter::{DeadLetter, DeadLetterQueue};
 use crate::error::TaskError;
 use crate::formats::json_decoder::JsonDecoder;
 use crate::runtime::event_time_column::max_event_time;
 use crate::runtime::source::{SourceOutput, SourceReader};
+use crate::runtime::split_watermarks::SplitWatermarks;
 use crate::runtime::stream_event::StreamEvent;
 use crate::runtime::subtask_metrics::SubtaskMetrics;
 
@@ -19,10 +22,9 @@ pub struct SourceDriver {
     pub reader: Box<dyn SourceReader>,
     pub decoder: Option<JsonDecoder>,
     pub event_time_column: usize,
-    pub max_out_of_orderness_ms: u64,
     pub dead_letters: DeadLetterQueue,
     pub metrics: Arc<SubtaskMetrics>,
-    max_ts: i64,
+    splits: SplitWatermarks,
     watermark: i64,
     finished: bool,
 }
@@ -35,7 +37,7 @@ impl SourceDriver {
         reader: Box<dyn SourceReader>,
         decoder: Option<JsonDecoder>,
         event_time_column: usize,
-        max_out_of_orderness_ms: u64,
+        (max_out_of_orderness_ms, idle_timeout): (u64, Option<Duration>),
         dead_letters: DeadLetterQueue,
         metrics: Arc<SubtaskMetrics>,
     ) -> Self {
@@ -45,10 +47,9 @@ impl SourceDriver {
             reader,
             decoder,
             event_time_column,
-            max_out_of_orderness_ms,
             dead_letters,
             metrics,
-            max_ts: WATERMARK_MIN,
+            splits: SplitWatermarks::new(max_out_of_orderness_ms, idle_timeout),
             watermark: WATERMARK_MIN,
             finished: false,
         }
@@ -59,7 +60,7 @@ impl SourceDriver {
         if self.finished {
             return Ok(None);
         }
-        let batch = match self.reader.next().await? {
+        let (split, batch) = match self.reader.next().await? {
             None => {
                 self.finished = true;
                 self.metrics.set_watermark(WATERMARK_MAX);
@@ -70,8 +71,10 @@ impl SourceDriver {
             }
             Some(SourceOutput::Rows(batch)) => {
                 SubtaskMetrics::add(&self.metrics.records_in, batch.num_rows() as u64);
-                batch
+                (0, Some(batch))
             }
+            // Nothing arrived in a while: only the watermark may move (splits go idle).
+            Some(SourceOutput::Raw(raw)) if raw.is_empty() => (raw.split, None),
             Some(SourceOutput::Raw(raw)) => {
                 SubtaskMetrics::add(&self.metrics.records_in, raw.len() as u64);
                 SubtaskMetrics::add(&self.metrics.bytes_in, raw.data.len() as u64);
@@ -93,20 +96,26 @@ impl SourceDriver {
                         })
                         .await?;
                 }
-                batch
+                (raw.split, Some(batch))
             }
         };
+        let now = Instant::now();
+        self.splits.set_splits(self.reader.splits(), now);
         let mut events = Vec::with_capacity(2);
-        if let Some(max) = max_event_time(&batch, self.event_time_column) {
-            self.max_ts = self.max_ts.max(max);
-            SubtaskMetrics::add(&self.metrics.records_out, batch.num_rows() as u64);
-            events.push(StreamEvent::Data(batch));
-            let wm = bounded_out_of_orderness(self.max_ts, self.max_out_of_orderness_ms);
-            if wm > self.watermark {
-                self.watermark = wm;
-                self.metrics.set_watermark(wm);
-                events.push(StreamEvent::Watermark(wm));
+        if let Some(batch) = batch {
+            let max = max_event_time(&batch, self.event_time_column);
+            self.splits.observe(split, max, now);
+            if max.is_some() {
+                SubtaskMetrics::add(&self.metrics.records_out, batch.num_rows() as u64);
+                events.push(StreamEvent::Data(batch));
             }
+        }
+        if let Some(wm) = self.splits.watermark(now)
+            && wm > self.watermark
+        {
+            self.watermark = wm;
+            self.metrics.set_watermark(wm);
+            events.push(StreamEvent::Watermark(wm));
         }
         Ok(Some(events))
     }

@@ -1,0 +1,428 @@
+//! Reads the Kafka partitions assigned to one source subtask (`partition_assignment`).
+//! A consumer thread polls librdkafka and hands over one chunk per partition at a time
+//! (so each partition keeps its own watermark) through a bounded channel: a slow job
+//! stops the polling, and librdkafka's own fetch buffers bound what waits in between.
+//! Offsets are tracked from the chunks handed out, so a checkpoint records exactly what
+//! went downstream; the group's committed offsets are only read (for `start: committed`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use weir_common::source_position::{KafkaOffset, SourcePosition};
+use weir_common::spec::{KafkaSourceSpec, KafkaStart};
+
+use super::partition_assignment::{TopicPartition, assigned_partitions};
+use crate::error::TaskError;
+use crate::runtime::source::{RawRecords, SourceOutput, SourceReader, foreign_position};
+
+/// Every call to a broker (metadata, committed offsets, offsets for times) gives up after
+/// this long.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the consumer thread waits for a message before it hands over what it has.
+const POLL: Duration = Duration::from_millis(50);
+/// A partition's records wait at most this long for more before they are handed over.
+const LINGER: Duration = Duration::from_millis(20);
+/// How long `next` waits for a chunk before it returns an empty one, so the subtask can
+/// notice idle partitions and checkpoint barriers.
+const QUIET: Duration = Duration::from_millis(200);
+/// Chunks in flight between the consumer thread and the subtask.
+const CHANNEL_CHUNKS: usize = 4;
+
+/// A partition's records and the offset after the last of them.
+type Chunk = (RawRecords, i64);
+
+/// What starting the consumer needs, shared with the blocking thread that does it.
+struct Settings {
+    vertex: String,
+    spec: KafkaSourceSpec,
+    group_id: String,
+    subtask: u32,
+    parallelism: u32,
+}
+
+pub struct KafkaSource {
+    settings: Arc<Settings>,
+    /// Offsets a restore brought, by partition.
+    restored: HashMap<TopicPartition, i64>,
+    /// The subtask's partitions (index = split) once started.
+    partitions: Vec<TopicPartition>,
+    /// The next offset of each split, as far as chunks were handed out.
+    next_offsets: Vec<Option<i64>>,
+    running: Option<Running>,
+}
+
+struct Running {
+    chunks: flume::Receiver<Chunk>,
+    stop: Arc<AtomicBool>,
+    /// Set by the consumer thread when a bounded source read every partition to its end.
+    done: Arc<AtomicBool>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl KafkaSource {
+    pub fn new(vertex: &str, job: &str, spec: &KafkaSourceSpec, subtask: u32, parallelism: u32) -> Self {
+        Self {
+            settings: Arc::new(Settings {
+                vertex: vertex.to_string(),
+                group_id: spec.group_id.clone().unwrap_or_else(|| format!("weir-{job}")),
+                spec: spec.clone(),
+                subtask,
+                parallelism,
+            }),
+            restored: HashMap::new(),
+            partitions: Vec::new(),
+            next_offsets: Vec::new(),
+            running: None,
+        }
+    }
+}
+
+impl Settings {
+    fn error(&self, message: String) -> TaskError {
+        TaskError::Connector {
+            vertex: self.vertex.clone(),
+            message,
+        }
+    }
+
+    fn consumer(&self) -> Result<BaseConsumer, TaskError> {
+        let mut config = ClientConfig::new();
+        for (k, v) in &self.spec.properties {
+            config.set(k, v);
+        }
+        config
+            .set("bootstrap.servers", &self.spec.bootstrap_servers)
+            .set("group.id", &self.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .map_err(|e| self.error(format!("cannot create a Kafka consumer: {e}")))
+    }
+
+    /// Connects, learns the partitions, decides where each starts, and starts the
+    /// consumer thread; returns the subtask's partitions. Runs on a blocking thread:
+    /// every librdkafka call here waits.
+    fn start(&self, restored: &HashMap<TopicPartition, i64>) -> Result<(Vec<TopicPartition>, Running), TaskError> {
+        let consumer = self.consumer()?;
+        let mut topics = Vec::with_capacity(self.spec.topics.len());
+        for topic in &self.spec.topics {
+            let metadata = consumer
+                .fetch_metadata(Some(topic), BROKER_TIMEOUT)
+                .map_err(|e| self.error(format!("metadata of topic {topic:?}: {e}")))?;
+            let partitions = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic)
+                .filter(|t| t.error().is_none())
+                .map_or(0, |t| t.partitions().len());
+            if partitions == 0 {
+                return Err(self.error(format!("topic {topic:?} does not exist (no partitions)")));
+            }
+            topics.push((topic.clone(), partitions as i32));
+        }
+        let partitions = assigned_partitions(&topics, self.subtask, self.parallelism);
+        let mut starts = self.start_offsets(&consumer, &partitions, restored)?;
+        let mut ends = vec![None; partitions.len()];
+        if self.spec.bounded {
+            for (i, tp) in partitions.iter().enumerate() {
+                let (low, high) = consumer
+                    .fetch_watermarks(&tp.topic, tp.partition, BROKER_TIMEOUT)
+                    .map_err(|e| self.error(format!("end offset of {}/{}: {e}", tp.topic, tp.partition)))?;
+                ends[i] = Some(high);
+                // Concrete offsets, so the consumer thread knows which partitions have
+                // nothing to read at all.
+                starts[i] = match starts[i] {
+                    Offset::End => Offset::Offset(high),
+                    Offset::Offset(o) => Offset::Offset(o),
+                    _ => Offset::Offset(low),
+                };
+            }
+        }
+        let mut assignment = TopicPartitionList::new();
+        for (tp, offset) in partitions.iter().zip(&starts) {
+            assignment
+                .add_partition_offset(&tp.topic, tp.partition, *offset)
+                .map_err(|e| self.error(format!("{}/{}: {e}", tp.topic, tp.partition)))?;
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(|e| self.error(format!("assigning partitions: {e}")))?;
+        tracing::info!(
+            source = %self.vertex,
+            subtask = self.subtask,
+            partitions = ?partitions.iter().map(|p| format!("{}/{}", p.topic, p.partition)).collect::<Vec<_>>(),
+            "Kafka source assigned"
+        );
+        let (tx, rx) = flume::bounded(CHANNEL_CHUNKS);
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
+        let poller = Poller {
+            bounded: self.spec.bounded,
+            finished: ends
+                .iter()
+                .zip(&starts)
+                .map(|(end, start)| matches!((end, start), (Some(end), Offset::Offset(o)) if o >= end))
+                .collect(),
+            ends,
+            done: done.clone(),
+            consumer,
+            splits: partitions
+                .iter()
+                .enumerate()
+                .map(|(i, tp)| ((tp.topic.clone(), tp.partition), i))
+                .collect(),
+            origins: partitions
+                .iter()
+                .map(|tp| Arc::from(format!("{}/{}", tp.topic, tp.partition)))
+                .collect(),
+            batch_size: self.spec.batch_size,
+            vertex: self.vertex.clone(),
+            stop: stop.clone(),
+            tx,
+        };
+        std::thread::Builder::new()
+            .name(format!("kafka-{}-{}", self.vertex, self.subtask))
+            .spawn(move || poller.run())
+            .map_err(|e| self.error(format!("cannot start the consumer thread: {e}")))?;
+        Ok((partitions, Running { chunks: rx, stop, done }))
+    }
+
+    /// Where each partition starts: the restored offset, else as `start` says.
+    fn start_offsets(
+        &self,
+        consumer: &BaseConsumer,
+        partitions: &[TopicPartition],
+        restored: &HashMap<TopicPartition, i64>,
+    ) -> Result<Vec<Offset>, TaskError> {
+        let mut query = TopicPartitionList::new();
+        for tp in partitions.iter().filter(|tp| !restored.contains_key(*tp)) {
+            let at = match self.spec.start {
+                KafkaStart::Timestamp => Offset::Offset(self.spec.start_timestamp_ms.unwrap_or(0)),
+                _ => Offset::Invalid,
+            };
+            query
+                .add_partition_offset(&tp.topic, tp.partition, at)
+                .map_err(|e| self.error(format!("{}/{}: {e}", tp.topic, tp.partition)))?;
+        }
+        let answer = match self.spec.start {
+            _ if query.count() == 0 => None,
+            KafkaStart::Earliest | KafkaStart::Latest => None,
+            KafkaStart::Committed => Some(
+                consumer
+                    .committed_offsets(query, BROKER_TIMEOUT)
+                    .map_err(|e| self.error(format!("committed offsets of group {:?}: {e}", self.group_id)))?,
+            ),
+            KafkaStart::Timestamp => Some(
+                consumer
+                    .offsets_for_times(query, BROKER_TIMEOUT)
+                    .map_err(|e| self.error(format!("offsets for start_timestamp_ms: {e}")))?,
+            ),
+        };
+        Ok(partitions
+            .iter()
+            .map(|tp| {
+                if let Some(o) = restored.get(tp) {
+                    return Offset::Offset(*o);
+                }
+                let found = answer
+                    .as_ref()
+                    .and_then(|a| a.find_partition(&tp.topic, tp.partition))
+                    .map(|e| e.offset());
+                match (self.spec.start, found) {
+                    (KafkaStart::Latest, _) => Offset::End,
+                    (_, Some(Offset::Offset(o))) => Offset::Offset(o),
+                    // No record at or after the time: only new ones.
+                    (KafkaStart::Timestamp, _) => Offset::End,
+                    // No committed offset (or earliest): from the beginning.
+                    _ => Offset::Beginning,
+                }
+            })
+            .collect())
+    }
+}
+
+impl SourceReader for KafkaSource {
+    fn next(&mut self) -> BoxFuture<'_, Result<Option<SourceOutput>, TaskError>> {
+        async move {
+            if self.running.is_none() {
+                let (settings, restored) = (self.settings.clone(), self.restored.clone());
+                let (partitions, running) = tokio::task::spawn_blocking(move || settings.start(&restored))
+                    .await
+                    .map_err(|e| TaskError::Disconnected(format!("Kafka source start: {e}")))??;
+                self.next_offsets = vec![None; partitions.len()];
+                self.partitions = partitions;
+                self.running = Some(running);
+            }
+            let running = self.running.as_ref().expect("started above");
+            match tokio::time::timeout(QUIET, running.chunks.recv_async()).await {
+                Err(_) => Ok(Some(SourceOutput::Raw(RawRecords::default()))),
+                Ok(Err(_)) if running.done.load(Ordering::Acquire) => Ok(None),
+                Ok(Err(_)) => Err(TaskError::Disconnected(format!(
+                    "Kafka consumer of {}",
+                    self.settings.vertex
+                ))),
+                Ok(Ok((raw, next))) => {
+                    self.next_offsets[raw.split] = Some(next);
+                    Ok(Some(SourceOutput::Raw(raw)))
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn position(&self) -> SourcePosition {
+        let mut offsets: HashMap<&TopicPartition, i64> = self.restored.iter().map(|(tp, o)| (tp, *o)).collect();
+        for (tp, next) in self.partitions.iter().zip(&self.next_offsets) {
+            if let Some(n) = next {
+                offsets.insert(tp, *n);
+            }
+        }
+        let mut offsets: Vec<KafkaOffset> = offsets
+            .into_iter()
+            .map(|(tp, next)| KafkaOffset {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                next,
+            })
+            .collect();
+        offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        SourcePosition::Kafka { offsets }
+    }
+
+    fn seek(&mut self, position: &SourcePosition) -> Result<(), TaskError> {
+        let SourcePosition::Kafka { offsets } = position else {
+            return Err(foreign_position(&self.settings.vertex, position));
+        };
+        self.restored = offsets
+            .iter()
+            .map(|o| {
+                (
+                    TopicPartition {
+                        topic: o.topic.clone(),
+                        partition: o.partition,
+                    },
+                    o.next,
+                )
+            })
+            .collect();
+        Ok(())
+    }
+
+    fn splits(&self) -> usize {
+        self.partitions.len()
+    }
+}
+
+/// The consumer thread: polls, gathers records per partition, hands chunks over.
+struct Poller {
+    consumer: BaseConsumer,
+    bounded: bool,
+    /// A bounded source's end offset per split, and whether the split reached it.
+    ends: Vec<Option<i64>>,
+    finished: Vec<bool>,
+    done: Arc<AtomicBool>,
+    splits: HashMap<(String, i32), usize>,
+    origins: Vec<Arc<str>>,
+    batch_size: usize,
+    vertex: String,
+    stop: Arc<AtomicBool>,
+    tx: flume::Sender<Chunk>,
+}
+
+impl Poller {
+    fn run(mut self) {
+        let mut pending: Vec<(RawRecords, i64, Instant)> = self
+            .origins
+            .iter()
+            .enumerate()
+            .map(|(split, origin)| {
+                (
+                    RawRecords {
+                        origin: origin.clone(),
+                        split,
+                        ..Default::default()
+                    },
+                    0,
+                    Instant::now(),
+                )
+            })
+            .collect();
+        let mut finished = std::mem::take(&mut self.finished);
+        while !self.stop.load(Ordering::Relaxed) {
+            if self.bounded && finished.iter().all(|f| *f) {
+                for p in pending.iter_mut() {
+                    if !p.0.is_empty() && !self.hand_over(p) {
+                        return;
+                    }
+                }
+                self.done.store(true, Ordering::Release);
+                return;
+            }
+            match self.consumer.poll(POLL) {
+                Some(Ok(m)) => {
+                    let Some(&split) = self.splits.get(&(m.topic().to_string(), m.partition())) else {
+                        continue;
+                    };
+                    let (raw, next, since) = &mut pending[split];
+                    if raw.is_empty() {
+                        *since = Instant::now();
+                    }
+                    raw.push(m.payload().unwrap_or_default(), m.offset() as u64);
+                    *next = m.offset() + 1;
+                    if let Some(end) = self.ends[split]
+                        && *next >= end
+                    {
+                        finished[split] = true;
+                    }
+                    if raw.len() >= self.batch_size && !self.hand_over(&mut pending[split]) {
+                        return;
+                    }
+                }
+                Some(Err(e)) => {
+                    // librdkafka retries broker and network failures itself; what reaches
+                    // here is informational (a broker went away, a rebalance of nothing).
+                    tracing::warn!(source = %self.vertex, error = %e, "Kafka consumer");
+                }
+                None => {}
+            }
+            for p in pending.iter_mut() {
+                if !p.0.is_empty() && p.2.elapsed() >= LINGER && !self.hand_over(p) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends a partition's records on (waiting while the subtask is busy); false when the
+    /// subtask is gone.
+    fn hand_over(&self, p: &mut (RawRecords, i64, Instant)) -> bool {
+        let fresh = RawRecords {
+            origin: p.0.origin.clone(),
+            split: p.0.split,
+            ..Default::default()
+        };
+        let mut chunk = std::mem::replace(&mut p.0, fresh);
+        loop {
+            match self.tx.send_timeout((chunk, p.1), Duration::from_millis(200)) {
+                Ok(()) => return true,
+                Err(flume::SendTimeoutError::Timeout((c, _))) if !self.stop.load(Ordering::Relaxed) => chunk = c,
+                Err(_) => return false,
+            }
+        }
+    }
+}
