@@ -229,6 +229,53 @@ impl Drop for ClusterSandbox {
 }
 
 /// `records in` of one vertex's line of `coordinator status` (0 when it is not there).
+/// The first line of `coordinator status` (job, state, attempt).
+pub fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or_default()
+}
+
+impl ClusterSandbox {
+    /// `coordinator status JOB` output from `addresses`, once a coordinator answers
+    /// (empty before).
+    pub fn job_status(&self, addresses: &str, job: &str) -> String {
+        let out = self.cli(&["status", job], addresses);
+        if out.status.success() {
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        } else {
+            String::new()
+        }
+    }
+
+    /// Polls the job's status until `done` holds for it; panics (with every log) when the
+    /// job fails or is cancelled, or after `within`.
+    pub fn wait_for_job(
+        &self,
+        addresses: &str,
+        job: &str,
+        within: std::time::Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let s = self.job_status(addresses, job);
+            if done(&s) {
+                return s;
+            }
+            assert!(
+                !s.contains("Failed") && !s.contains("Cancelled"),
+                "job ended badly:\n{s}\n{}",
+                self.all_logs()
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out; last status:\n{s}\n{}",
+                self.all_logs()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
 pub fn vertex_records_in(status: &str, vertex: &str) -> u64 {
     status
         .lines()

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use weir_integration::cluster::{ClusterSandbox, vertex_records_in};
+use weir_integration::cluster::{ClusterSandbox, first_line, vertex_records_in};
 use weir_integration::{files_below, keyed_w2_spec, partition_fingerprint, run_local};
 
 const EVENTS: u64 = 8_000_000;
@@ -115,17 +115,10 @@ fn submit(cluster: &ClusterSandbox, spec: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// `coordinator status JOB` output, once a coordinator answers.
 fn status(cluster: &ClusterSandbox, addresses: &str, job: &str) -> String {
-    let out = cluster.cli(&["status", job], addresses);
-    if out.status.success() {
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    } else {
-        String::new()
-    }
+    cluster.job_status(addresses, job)
 }
 
-/// Polls `status` until `done` holds for it.
 fn wait_for(
     cluster: &ClusterSandbox,
     addresses: &str,
@@ -133,33 +126,12 @@ fn wait_for(
     within: Duration,
     done: impl Fn(&str) -> bool,
 ) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        let s = status(cluster, addresses, job);
-        if done(&s) {
-            return s;
-        }
-        assert!(
-            !s.contains("Failed") && !s.contains("Cancelled"),
-            "job ended badly:\n{s}\n{}",
-            cluster.all_logs()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "timed out; last status:\n{s}\n{}",
-            cluster.all_logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    cluster.wait_for_job(addresses, job, within, done)
 }
 
 /// Records read so far by the source vertex, from `status`.
 fn records_read(status: &str) -> u64 {
     vertex_records_in(status, "logs")
-}
-
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or_default()
 }
 
 #[test]
