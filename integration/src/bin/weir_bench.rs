@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use weir_integration::cluster::{ClusterSandbox, vertex_records_in};
+use weir_integration::kafka_broker::KafkaBroker;
 use weir_integration::{binary, parquet_rows_by_partition, workspace_root};
+use weir_taskmanager::connectors::generator::datagen::w2;
 
 const BASE: i128 = 1_704_067_200_000;
 
@@ -89,6 +91,129 @@ enum Workload {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Kafka -> JSON parse -> filter -> hourly Parquet (W2's job with a Kafka source) from
+    /// a pre-filled 8-partition topic on a local tansu broker, next to the ceiling: one
+    /// rdkafka consumer alone reading the same topic to its end.
+    Kafka {
+        #[arg(long, default_value_t = 2_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 1)]
+        parallelism: u32,
+    },
+}
+
+/// See [`Workload::Kafka`].
+fn kafka(events: u64, parallelism: u32, work: &Path) -> Result<()> {
+    const PARTITIONS: u64 = 8;
+    let broker = KafkaBroker::start(&work.join("broker"))?;
+    broker.create_topic("logs", PARTITIONS as u32)?;
+    let fill = Instant::now();
+    let mut records = Vec::with_capacity(events as usize);
+    for g in 0..events {
+        let mut buf = Vec::with_capacity(200);
+        w2::json_into(g, &mut buf);
+        records.push(((g % PARTITIONS) as i32, buf));
+    }
+    let bytes: u64 = records.iter().map(|(_, r)| r.len() as u64).sum();
+    broker.produce("logs", &records)?;
+    drop(records);
+    println!(
+        "INFO topic filled: {events} records, {bytes} bytes in {:.1} s",
+        fill.elapsed().as_secs_f64()
+    );
+
+    let (consumed, seconds) = read_topic_to_end(&broker.address, "logs", PARTITIONS as i32)?;
+    if consumed != events {
+        bail!("the raw consumer read {consumed} of {events} records");
+    }
+    println!(
+        "ceiling rdkafka_consumer {events} {seconds:.3} {:.0} {:.1}",
+        events as f64 / seconds,
+        bytes as f64 / seconds / 1e6
+    );
+
+    let mut spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        workspace_root().join("examples").join("w2-hourly-etl.json"),
+    )?)?;
+    spec["sources"][0]["generator"] = serde_json::Value::Null;
+    spec["sources"][0]["kafka"] = serde_json::json!({
+        "bootstrap_servers": broker.address,
+        "topics": ["logs"],
+        "start": "earliest",
+        "bounded": true
+    });
+    let spec_path = work.join("w2-kafka.json");
+    std::fs::write(&spec_path, serde_json::to_string(&strip_nulls(spec))?)?;
+    let out = work.join("kafka-out");
+    let m = run(
+        spec_path.to_str().context("spec path")?,
+        vec![
+            format!("parallelism={parallelism}"),
+            format!("sinks.0.parquet.path={}", out.display()),
+        ],
+        work,
+    )?;
+    let read = m.summary["records_read"].as_u64().unwrap_or(0);
+    let kept = m.summary["sinks"][0]["rows"].as_u64().unwrap_or(0);
+    println!(
+        "weir kafka_w2_p{parallelism} {events} {:.3} {:.0} {} {:.1}",
+        m.seconds,
+        events as f64 / m.seconds,
+        m.peak_rss_mb,
+        bytes as f64 / m.seconds / 1e6
+    );
+    println!(
+        "INFO kafka records_read={read} kept={kept} weir/ceiling={:.2} ok={}",
+        seconds / m.seconds,
+        read == events
+    );
+    Ok(())
+}
+
+/// Reads every partition of `topic` from the beginning to its end with one consumer:
+/// (records, seconds).
+fn read_topic_to_end(address: &str, topic: &str, partitions: i32) -> Result<(u64, f64)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", address)
+        .set("group.id", "weir-bench-ceiling")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut ends = Vec::new();
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        ends.push(consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?.1);
+        assignment.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let total: i64 = ends.iter().sum();
+    let started = Instant::now();
+    let mut read = 0u64;
+    while (read as i64) < total {
+        match consumer.poll(Duration::from_secs(10)) {
+            Some(Ok(m)) => {
+                std::hint::black_box(rdkafka::Message::payload(&m));
+                read += 1;
+            }
+            Some(Err(e)) => bail!("raw consumer: {e}"),
+            None => bail!("raw consumer: nothing for 10 s after {read} records"),
+        }
+    }
+    Ok((read, started.elapsed().as_secs_f64()))
+}
+
+/// The spec without the `null` fields left by replacing the connector.
+fn strip_nulls(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => m
+            .into_iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k, strip_nulls(v)))
+            .collect(),
+        serde_json::Value::Array(a) => a.into_iter().map(strip_nulls).collect(),
+        v => v,
+    }
 }
 
 /// Peak resident set size of a live process, from /proc.
@@ -427,6 +552,7 @@ fn main() -> Result<()> {
         } => w3_cluster(events, task_managers, slots, checkpoint_ms)?,
         Workload::StateCluster { events, checkpoint_ms } => state_cluster(events, checkpoint_ms)?,
         Workload::Recovery { runs } => recovery(runs)?,
+        Workload::Kafka { events, parallelism } => kafka(events, parallelism, work.path())?,
         Workload::W2 {
             events,
             parallelism,
