@@ -119,6 +119,25 @@ pub fn parquet_rows_by_partition(root: &Path) -> Result<std::collections::BTreeM
     Ok(rows)
 }
 
+/// Every value of the int64 column `column` in the Parquet files below `root`.
+pub fn int64_values(root: &Path, column: &str) -> Result<Vec<i64>> {
+    use arrow::array::{AsArray, RecordBatchReader};
+    use arrow::datatypes::Int64Type;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut values = Vec::new();
+    for rel in files_below(root) {
+        let f = std::fs::File::open(root.join(&rel))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+            .with_context(|| format!("reading {}", rel.display()))?
+            .build()?;
+        let col = reader.schema().index_of(column)?;
+        for batch in reader {
+            values.extend(batch?.column(col).as_primitive::<Int64Type>().values().iter().copied());
+        }
+    }
+    Ok(values)
+}
+
 /// Runs a Python snippet with pyarrow/duckdb available (the test set-up installs them).
 pub fn python(script: &str, args: &[&str]) -> Result<String> {
     let out = Command::new("python3")

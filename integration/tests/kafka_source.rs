@@ -5,11 +5,8 @@
 use std::collections::BTreeSet;
 use std::fs;
 
-use arrow::array::{AsArray, RecordBatchReader};
-use arrow::datatypes::Int64Type;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use weir_integration::kafka_broker::KafkaBroker;
-use weir_integration::{files_below, run_local};
+use weir_integration::{files_below, int64_values, run_local};
 
 const PARTITIONS: i32 = 8;
 const PER_PARTITION: i64 = 2_000;
@@ -73,26 +70,7 @@ fn a_bounded_read_of_every_partition_delivers_each_good_record_once() {
     let run = run_local(&spec, &[], work.path()).unwrap();
     assert!(run.output.status.success(), "{}", run.stderr());
 
-    let mut ids = Vec::new();
-    for f in files_below(&out) {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(out.join(f)).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        let schema = reader.schema();
-        let col = schema.index_of("id").unwrap();
-        for batch in reader {
-            ids.extend(
-                batch
-                    .unwrap()
-                    .column(col)
-                    .as_primitive::<Int64Type>()
-                    .values()
-                    .iter()
-                    .copied(),
-            );
-        }
-    }
+    let ids = int64_values(&out, "id").unwrap();
     let got: BTreeSet<i64> = ids.iter().copied().collect();
     assert_eq!(ids.len(), got.len(), "no record twice");
     assert_eq!(got, expected, "every good record once");

@@ -306,27 +306,12 @@ mod tests {
         counts_state
             .merge_all([(-10, 70, &b"z"[..], one.clone())].into_iter())
             .unwrap();
-        assert_eq!(
-            counts_state
-                .table()
-                .namespaces()
-                .unwrap()
-                .into_iter()
-                .collect::<Vec<_>>(),
-            [-10, 20]
-        );
+        let namespaces = || -> Vec<i64> { counts_state.table().namespaces().unwrap().into_iter().collect() };
+        assert_eq!(namespaces(), [-10, 20]);
         assert_eq!(counts(&b, -10), [(5, b"x".to_vec(), 2), (70, b"z".to_vec(), 1)]);
         counts_state.table().delete_namespace(-10).unwrap();
         assert!(counts(&b, -10).is_empty());
-        assert_eq!(
-            counts_state
-                .table()
-                .namespaces()
-                .unwrap()
-                .into_iter()
-                .collect::<Vec<_>>(),
-            [20]
-        );
+        assert_eq!(namespaces(), [20]);
     }
 
     #[test]
