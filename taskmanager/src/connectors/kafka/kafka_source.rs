@@ -181,11 +181,12 @@ impl Settings {
             ends,
             done: done.clone(),
             consumer,
-            splits: partitions
-                .iter()
-                .enumerate()
-                .map(|(i, tp)| ((tp.topic.clone(), tp.partition), i))
-                .collect(),
+            splits: partitions.iter().enumerate().fold(HashMap::new(), |mut m, (i, tp)| {
+                m.entry(tp.topic.clone())
+                    .or_insert_with(HashMap::new)
+                    .insert(tp.partition, i);
+                m
+            }),
             origins: partitions
                 .iter()
                 .map(|tp| Arc::from(format!("{}/{}", tp.topic, tp.partition)))
@@ -336,7 +337,8 @@ struct Poller {
     ends: Vec<Option<i64>>,
     finished: Vec<bool>,
     done: Arc<AtomicBool>,
-    splits: HashMap<(String, i32), usize>,
+    /// Split index by topic, then partition (looked up per message without allocating).
+    splits: HashMap<String, HashMap<i32, usize>>,
     origins: Vec<Arc<str>>,
     batch_size: usize,
     vertex: String,
@@ -375,7 +377,7 @@ impl Poller {
             }
             match self.consumer.poll(POLL) {
                 Some(Ok(m)) => {
-                    let Some(&split) = self.splits.get(&(m.topic().to_string(), m.partition())) else {
+                    let Some(&split) = self.splits.get(m.topic()).and_then(|t| t.get(&m.partition())) else {
                         continue;
                     };
                     let (raw, next, since) = &mut pending[split];
