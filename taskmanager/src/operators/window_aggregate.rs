@@ -127,9 +127,7 @@ impl WindowAggregate {
         ));
         Ok(())
     }
-}
 
-impl WindowAggregate {
     /// Fires every window the watermark completed, in start order, then forwards the
     /// watermark. A window in memory fires at once; a spilled one (possibly larger than
     /// memory) streams out of RocksDB one chunk per call, the rest deferred, so each
