@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::spec::{
     BlackholeSinkSpec, FileSourceSpec, FormatSpec, GeneratorSpec, KafkaSourceSpec, ParquetSinkSpec, ProjectColumn,
-    WindowAggregateSpec,
+    WatermarkAlignmentSpec, WindowAggregateSpec,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -37,6 +37,7 @@ pub enum VertexKind {
         connector: SourceConnector,
         format: Option<FormatSpec>,
         max_out_of_orderness_ms: u64,
+        alignment: Option<WatermarkAlignmentSpec>,
     },
     Filter {
         predicate: String,

@@ -221,6 +221,22 @@ pub struct EventTimeSpec {
     /// Bounded out-of-orderness: watermark = max event time - this - 1.
     #[serde(default)]
     pub max_out_of_orderness_ms: u64,
+    /// Watermark alignment (Kafka sources): no partition reads further ahead of the
+    /// group's slowest source subtask than `max_drift_ms` of event time.
+    #[serde(default)]
+    pub alignment: Option<WatermarkAlignmentSpec>,
+}
+
+/// Flink's watermark alignment, coordinated by the leader: every source subtask of the
+/// group reports its watermark every ~200 ms; the leader answers `allowed = least
+/// watermark of the group + max_drift_ms`, and a subtask pauses each partition whose own
+/// watermark is past it until the group catches up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WatermarkAlignmentSpec {
+    /// Sources with the same group (in one job) are aligned with each other.
+    pub group: String,
+    pub max_drift_ms: u64,
 }
 
 /// An operator: `id`, `input`, and exactly one of the kind fields.

@@ -417,6 +417,18 @@ impl<'a> Validator<'a> {
                 return None;
             }
         };
+        if let Some(a) = &s.event_time.alignment {
+            let at = format!("{path}.event_time.alignment");
+            if !matches!(connector, SourceConnector::Kafka(_)) {
+                self.err(at.clone(), "only Kafka sources can be aligned (they pause partitions)");
+            }
+            if a.group.trim().is_empty() {
+                self.err(format!("{at}.group"), "must not be empty");
+            }
+            if a.max_drift_ms == 0 {
+                self.err(format!("{at}.max_drift_ms"), "must be positive");
+            }
+        }
         let produces_text = match &connector {
             SourceConnector::Generator(g) => g.workload == GeneratorWorkload::W2Logs,
             SourceConnector::File(_) | SourceConnector::Kafka(_) => true,
@@ -477,6 +489,7 @@ impl<'a> Validator<'a> {
                 connector,
                 format: s.format.clone(),
                 max_out_of_orderness_ms: s.event_time.max_out_of_orderness_ms,
+                alignment: s.event_time.alignment.clone(),
             },
             schema,
             col.clone(),

@@ -178,6 +178,17 @@ where
     for v in &job.vertices {
         println!("{}", describe_vertex(v));
     }
+    for g in &job.alignment {
+        println!(
+            "  alignment group {}: global watermark {}  allowed {}  reporting {}/{}  throttled [{}]",
+            g.group,
+            format_watermark(g.global_watermark),
+            format_watermark(g.allowed),
+            g.subtasks_reporting,
+            g.subtasks,
+            g.throttled.join(" ")
+        );
+    }
     if let Some(last) = job.checkpoints.last() {
         let ids: Vec<String> = job.checkpoints.iter().map(|c| c.id.to_string()).collect();
         println!(
@@ -244,15 +255,7 @@ pub async fn task_managers(args: ClusterArgs) -> Result<(), CmdError> {
 
 /// One vertex of `status`: counters, watermark and where each subtask runs.
 fn describe_vertex(v: &VertexStatus) -> String {
-    let watermark = if v.watermark == WATERMARK_MIN {
-        "-".to_string()
-    } else if v.watermark == WATERMARK_MAX {
-        "end".to_string()
-    } else {
-        chrono::DateTime::from_timestamp_millis(v.watermark)
-            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-            .unwrap_or_else(|| v.watermark.to_string())
-    };
+    let watermark = format_watermark(v.watermark);
     let placed: Vec<String> = v
         .task_managers
         .iter()
@@ -268,6 +271,19 @@ fn describe_vertex(v: &VertexStatus) -> String {
         watermark,
         placed.join(" ")
     )
+}
+
+/// A watermark as UTC time; `-` before the first, `end` after the last.
+fn format_watermark(watermark: i64) -> String {
+    if watermark <= WATERMARK_MIN {
+        "-".to_string()
+    } else if watermark == WATERMARK_MAX {
+        "end".to_string()
+    } else {
+        chrono::DateTime::from_timestamp_millis(watermark)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+            .unwrap_or_else(|| watermark.to_string())
+    }
 }
 
 /// The line `submit --wait` prints every second.

@@ -12,3 +12,4 @@ pub mod progress;
 pub mod raft;
 pub mod scheduler;
 pub mod server;
+pub mod watermark_aggregator;

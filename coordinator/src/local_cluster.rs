@@ -14,11 +14,13 @@ use weir_taskmanager::runtime::sink::SinkReport;
 use weir_taskmanager::runtime::slot_pool::SlotPool;
 use weir_taskmanager::runtime::subtask_metrics::{JobMetrics, SubtaskMetrics};
 use weir_taskmanager::worker::deployed_jobs::{AttemptState, DeployError, DeployedJobs, Placed};
+use weir_taskmanager::worker::watermark_reporter::REPORT_INTERVAL;
 
 use crate::config::LocalConfig;
 use crate::job_summary::{JobSummary, SinkSummary};
 use crate::progress::Progress;
 use crate::scheduler::{NotEnoughSlots, check_capacity, place};
+use crate::watermark_aggregator::WatermarkAggregator;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
@@ -80,6 +82,9 @@ async fn run_job(
     let mut progress = (config.progress_ms > 0).then(|| Progress::new(graph));
     let mut tick = tokio::time::interval(Duration::from_millis(config.progress_ms.max(100)));
     tick.tick().await;
+    // Watermark alignment in-process: the same aggregator the leader runs.
+    let watermarks = WatermarkAggregator::default();
+    let mut align = tokio::time::interval(REPORT_INTERVAL);
     let outcome = loop {
         tokio::select! {
             changed = state.changed() => {
@@ -89,6 +94,12 @@ async fn run_job(
                 }
                 if s.ended.is_some() || changed.is_err() {
                     break Ok(s);
+                }
+            }
+            _ = align.tick() => {
+                let sources = jobs.alignment().reports();
+                if !sources.is_empty() {
+                    jobs.alignment().apply(&watermarks.report(sources));
                 }
             }
             _ = tick.tick() => {

@@ -19,6 +19,7 @@ use weir_taskmanager::shutdown_signal::shutdown_signal;
 use weir_taskmanager::worker::deployed_jobs::DeployedJobs;
 use weir_taskmanager::worker::heartbeat::Heartbeat;
 use weir_taskmanager::worker::task_manager_service::TaskManagerApi;
+use weir_taskmanager::worker::watermark_reporter::WatermarkReporter;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -130,6 +131,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .initial_connection_window_size(CONNECTION_WINDOW)
         .add_service(api)
         .serve_with_shutdown(listen, shutdown_signal());
+    let reporter = WatermarkReporter {
+        task_manager_id: id.clone(),
+        slots: jobs.alignment().clone(),
+    };
+    tokio::spawn(reporter.run(LeaderClient::new(args.coordinators.clone())?));
     let heartbeat = Heartbeat {
         task_manager_id: id.clone(),
         address: args.address.clone(),

@@ -26,6 +26,7 @@ use crate::raft::state_machine::StateMachineStore;
 use crate::raft::types::{NodeId, Raft};
 use crate::server::job_supervisor::SupervisorHandle;
 use crate::server::not_leader;
+use crate::watermark_aggregator::WatermarkAggregator;
 
 const WATCH_POLL: Duration = Duration::from_millis(200);
 
@@ -35,6 +36,7 @@ pub struct JobApi {
     /// This coordinator's address, as its peers know it.
     pub address: String,
     pub supervisor: SupervisorHandle,
+    pub watermarks: WatermarkAggregator,
     /// Checkpoint storage for specs that name none.
     pub checkpoint_storage: Option<String>,
 }
@@ -82,6 +84,7 @@ impl JobApi {
             .read(|d| d.cluster.jobs.get(job_id).map(to_wire))
             .ok_or_else(|| Status::not_found(format!("no job '{job_id}'")))?;
         status.vertices = self.supervisor.vertices(job_id);
+        status.alignment = self.watermarks.status(job_id);
         Ok(status)
     }
 }
@@ -135,6 +138,7 @@ pub fn to_wire(job: &JobRecord) -> JobStatus {
                 alignment_ms: c.alignment_ms,
             })
             .collect(),
+        alignment: Vec::new(),
     }
 }
 

@@ -336,6 +336,7 @@ impl JobSupervisor {
     async fn supervise(&mut self, record: &JobRecord, leader_since: Instant) {
         let job = record.job_id.as_str();
         if record.state.is_terminal() {
+            self.registry.watermarks.forget(job);
             if let Some(sup) = self.jobs.remove(job)
                 && matches!(sup.phase, Phase::Deployed { .. })
             {

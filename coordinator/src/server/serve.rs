@@ -80,6 +80,7 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
     tracing::info!(id = opts.id, listen = %opts.listen, "coordinator serving");
     let address = opts.peers[&opts.id].clone();
     let registry = Registry::new(raft.clone(), opts.id, address.clone());
+    let watermarks = registry.watermarks.clone();
     let supervisor = SupervisorHandle::default();
     let supervising = tokio::spawn(
         JobSupervisor::new(
@@ -99,6 +100,7 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
             state,
             address,
             supervisor,
+            watermarks,
             checkpoint_storage: opts.checkpoint_storage,
         }))
         .serve_with_shutdown(opts.listen, shutdown_signal())

@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 use weir_proto::cluster::task_manager_registry_server::TaskManagerRegistry;
 use weir_proto::cluster::{
-    HeartbeatRequest, HeartbeatResponse, ListTaskManagersRequest, ListTaskManagersResponse, SubtaskReport,
-    TaskManagerInfo,
+    AlignWatermarksRequest, AlignWatermarksResponse, HeartbeatRequest, HeartbeatResponse, ListTaskManagersRequest,
+    ListTaskManagersResponse, SubtaskReport, TaskManagerInfo,
 };
 
 use crate::raft::types::{NodeId, Raft};
 use crate::server::not_leader;
+use crate::watermark_aggregator::WatermarkAggregator;
 
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
 /// A task manager silent for this long is lost (its subtasks must be restarted elsewhere).
@@ -51,6 +52,8 @@ pub struct Registry {
     id: NodeId,
     address: String,
     task_managers: Arc<Mutex<BTreeMap<String, Registered>>>,
+    /// The watermarks of aligned source subtasks, reported alongside the heartbeats.
+    pub watermarks: WatermarkAggregator,
 }
 
 impl Registry {
@@ -60,6 +63,7 @@ impl Registry {
             id,
             address,
             task_managers: Arc::default(),
+            watermarks: WatermarkAggregator::default(),
         }
     }
 
@@ -159,6 +163,15 @@ impl TaskManagerRegistry for Registry {
         Ok(Response::new(HeartbeatResponse {
             interval_ms: HEARTBEAT_INTERVAL.as_millis() as u64,
         }))
+    }
+
+    async fn align_watermarks(
+        &self,
+        request: Request<AlignWatermarksRequest>,
+    ) -> Result<Response<AlignWatermarksResponse>, Status> {
+        self.check_leader()?;
+        let groups = self.watermarks.report(request.into_inner().sources);
+        Ok(Response::new(AlignWatermarksResponse { groups }))
     }
 
     async fn list_task_managers(

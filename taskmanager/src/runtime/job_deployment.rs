@@ -34,6 +34,7 @@ use crate::runtime::source_driver::SourceDriver;
 use crate::runtime::stream_event::StreamEvent;
 use crate::runtime::subtask_actor::{ChainTail, SubtaskActor, SubtaskDone, SubtaskId, SubtaskIo, TaskInput};
 use crate::runtime::subtask_metrics::JobMetrics;
+use crate::runtime::watermark_alignment::{AlignmentMember, AlignmentSlots};
 use crate::state::StateServices;
 
 /// Batches in flight per channel: enough to keep both ends busy, small enough that memory
@@ -60,6 +61,8 @@ pub struct JobContext {
     pub restore: Option<Restore>,
     /// Keyed state of the stateful operators.
     pub state: StateServices,
+    /// Where aligned sources report their watermarks.
+    pub alignment: AlignmentSlots,
 }
 
 /// A checkpoint to resume from, as the subtasks use it.
@@ -218,6 +221,7 @@ pub fn deploy(
                     connector,
                     format,
                     max_out_of_orderness_ms,
+                    alignment,
                 } => {
                     chain_vertices = &chain_vertices[1..];
                     let (mut reader, batch_size) = build_source(&graph.name, head, s)?;
@@ -231,7 +235,7 @@ pub fn deploy(
                     let decoder = format
                         .as_ref()
                         .map(|_| JsonDecoder::new(head.schema.clone(), &head.name, batch_size));
-                    TaskInput::Source(SourceDriver::new(
+                    let driver = SourceDriver::new(
                         Arc::from(head.name.as_str()),
                         s,
                         reader,
@@ -242,7 +246,19 @@ pub fn deploy(
                         (*max_out_of_orderness_ms, idle_timeout),
                         ctx.dead_letters.clone(),
                         ctx.metrics.get(head.id.0, s),
-                    ))
+                    );
+                    TaskInput::Source(match alignment {
+                        Some(a) => driver.with_alignment(ctx.alignment.register(AlignmentMember {
+                            job_id: ctx.job_id.clone(),
+                            attempt: ctx.attempt,
+                            group: a.group.clone(),
+                            group_size: alignment_group_size(graph, &a.group),
+                            max_drift_ms: a.max_drift_ms,
+                            task: task.id as u32,
+                            subtask: s,
+                        })),
+                        None => driver,
+                    })
                 }
                 _ => TaskInput::Gate(InputGate::new(inputs.remove(&(task.id, s)).unwrap_or_default())),
             };
@@ -292,4 +308,14 @@ pub fn deploy(
         .into_iter()
         .map(|(slot, actor)| SubtaskActor::start_in_arbiter(&slot, move |_| actor))
         .collect())
+}
+
+/// How many source subtasks of the job belong to alignment group `group`.
+fn alignment_group_size(graph: &JobGraph, group: &str) -> u32 {
+    graph
+        .vertices
+        .iter()
+        .filter(|v| matches!(&v.kind, VertexKind::Source { alignment: Some(a), .. } if a.group == group))
+        .map(|v| v.parallelism)
+        .sum()
 }

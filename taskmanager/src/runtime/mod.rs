@@ -16,3 +16,4 @@ pub mod split_watermarks;
 pub mod stream_event;
 pub mod subtask_actor;
 pub mod subtask_metrics;
+pub mod watermark_alignment;

@@ -71,6 +71,16 @@ pub trait SourceReader: Send {
     fn splits(&self) -> usize {
         1
     }
+
+    /// Watermark alignment: stop reading split `split` (or read it again). Records read
+    /// before the pause may still arrive. Only readers that validation lets be aligned
+    /// need to implement it.
+    fn set_paused(&mut self, _split: usize, _paused: bool) {}
+
+    /// How status names split `split` (a Kafka reader: `topic/partition`).
+    fn split_name(&self, split: usize) -> String {
+        split.to_string()
+    }
 }
 
 /// The error for a position that belongs to another kind of source.

@@ -1,6 +1,8 @@
 //! Drives one source subtask: reads, decodes raw records (sending rejects to the
 //! dead-letter output), and generates the watermark by the bounded-out-of-orderness rule,
-//! per split (`split_watermarks`).
+//! per split (`split_watermarks`). An aligned source also publishes its watermark for the
+//! leader and pauses the splits that ran past its group's allowance
+//! (`watermark_alignment`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +17,7 @@ use crate::runtime::source::{SourceOutput, SourceReader};
 use crate::runtime::split_watermarks::SplitWatermarks;
 use crate::runtime::stream_event::StreamEvent;
 use crate::runtime::subtask_metrics::SubtaskMetrics;
+use crate::runtime::watermark_alignment::AlignedSource;
 
 pub struct SourceDriver {
     pub vertex: Arc<str>,
@@ -25,6 +28,9 @@ pub struct SourceDriver {
     pub dead_letters: DeadLetterQueue,
     pub metrics: Arc<SubtaskMetrics>,
     splits: SplitWatermarks,
+    alignment: Option<Arc<AlignedSource>>,
+    /// Which splits alignment paused.
+    paused: Vec<bool>,
     watermark: i64,
     finished: bool,
 }
@@ -50,9 +56,38 @@ impl SourceDriver {
             dead_letters,
             metrics,
             splits: SplitWatermarks::new(max_out_of_orderness_ms, idle_timeout),
+            alignment: None,
+            paused: Vec::new(),
             watermark: WATERMARK_MIN,
             finished: false,
         }
+    }
+
+    /// Takes part in watermark alignment.
+    pub fn with_alignment(mut self, aligned: Arc<AlignedSource>) -> Self {
+        self.alignment = Some(aligned);
+        self
+    }
+
+    /// Pauses the splits whose watermark is past the group's allowance, resumes those
+    /// back inside it, and publishes the subtask's standing for the next report.
+    fn align(&mut self, now: Instant) {
+        let Some(aligned) = &self.alignment else { return };
+        let allowed = aligned.allowed();
+        self.paused.resize(self.reader.splits(), false);
+        let mut names = Vec::new();
+        for split in 0..self.paused.len() {
+            let pause = allowed.is_some_and(|a| self.splits.split_watermark(split) > a);
+            if pause != self.paused[split] {
+                self.paused[split] = pause;
+                self.reader.set_paused(split, pause);
+                self.splits.set_paused(split, pause, now);
+            }
+            if pause {
+                names.push(self.reader.split_name(split));
+            }
+        }
+        aligned.publish(self.splits.watermark(now), names);
     }
 
     /// The next events, or `None` once the end of input was reported.
@@ -110,6 +145,7 @@ impl SourceDriver {
                 events.push(StreamEvent::Data(batch));
             }
         }
+        self.align(now);
         if let Some(wm) = self.splits.watermark(now)
             && wm > self.watermark
         {

@@ -5,6 +5,9 @@
 //! a slower one has still to deliver. A split that delivered nothing for the idle timeout
 //! stops holding the watermark back until it delivers again; a split that never
 //! delivered holds it at the start until then.
+//!
+//! A split paused by watermark alignment is not idle (it is silent because it waits, and
+//! it still holds the watermark); it counts as active from when it resumes.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +17,7 @@ use weir_common::event_time::{WATERMARK_MAX, WATERMARK_MIN, bounded_out_of_order
 struct SplitClock {
     max_ts: i64,
     last_active: Instant,
+    paused: bool,
 }
 
 #[derive(Debug)]
@@ -39,6 +43,7 @@ impl SplitWatermarks {
             SplitClock {
                 max_ts: WATERMARK_MIN,
                 last_active: now,
+                paused: false,
             },
         );
     }
@@ -56,6 +61,21 @@ impl SplitWatermarks {
         }
     }
 
+    /// The watermark of split `split` alone.
+    pub fn split_watermark(&self, split: usize) -> i64 {
+        self.clocks.get(split).map_or(WATERMARK_MIN, |c| {
+            bounded_out_of_orderness(c.max_ts, self.max_out_of_orderness_ms)
+        })
+    }
+
+    /// Alignment paused (or resumed) split `split`.
+    pub fn set_paused(&mut self, split: usize, paused: bool, now: Instant) {
+        if let Some(c) = self.clocks.get_mut(split) {
+            c.paused = paused;
+            c.last_active = now;
+        }
+    }
+
     /// The subtask's watermark at `now`; `None` while every split is idle (the watermark
     /// then stays where it was). A reader without splits (more subtasks than partitions)
     /// has nothing to wait for.
@@ -65,7 +85,7 @@ impl SplitWatermarks {
         }
         self.clocks
             .iter()
-            .filter(|c| self.idle_timeout.is_none_or(|t| now.duration_since(c.last_active) < t))
+            .filter(|c| c.paused || self.idle_timeout.is_none_or(|t| now.duration_since(c.last_active) < t))
             .map(|c| c.max_ts)
             .min()
             .map(|t| bounded_out_of_orderness(t, self.max_out_of_orderness_ms))
@@ -100,6 +120,23 @@ mod tests {
         assert_eq!(w.watermark(secs(11)), Some(bounded_out_of_orderness(2_000, 0)));
         // Everything idle: no new watermark.
         assert_eq!(w.watermark(secs(30)), None);
+    }
+
+    #[test]
+    fn a_paused_split_is_never_idle_and_is_active_again_from_its_resume() {
+        let t0 = Instant::now();
+        let secs = |s| t0 + Duration::from_secs(s);
+        let mut w = SplitWatermarks::new(0, Some(Duration::from_secs(10)));
+        w.set_splits(2, t0);
+        w.observe(0, Some(9_000), t0);
+        w.observe(1, Some(1_000), t0);
+        w.set_paused(0, true, t0);
+        assert_eq!(w.split_watermark(0), 9_000 - 1);
+        // Both silent for 20 s: split 1 is idle, paused split 0 is not.
+        assert_eq!(w.watermark(secs(20)), Some(9_000 - 1));
+        w.set_paused(0, false, secs(25));
+        assert_eq!(w.watermark(secs(34)), Some(9_000 - 1), "resumed 9 s ago: still active");
+        assert_eq!(w.watermark(secs(36)), None, "silent 11 s since its resume: idle");
     }
 
     #[test]

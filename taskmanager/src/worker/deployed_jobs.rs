@@ -29,6 +29,7 @@ use crate::runtime::job_deployment::{
 use crate::runtime::sink::SinkReport;
 use crate::runtime::subtask_actor::{Cancel, SubtaskActor, SubtaskDone, TriggerCheckpoint};
 use crate::runtime::subtask_metrics::JobMetrics;
+use crate::runtime::watermark_alignment::AlignmentSlots;
 use crate::state::checkpoint_storage::CheckpointStorage;
 use crate::state::state_restore;
 use crate::state::{StateServices, instance_name};
@@ -127,6 +128,8 @@ pub struct DeployedJobs {
     exchange: Option<Exchange>,
     work_dir: PathBuf,
     jobs: Arc<Mutex<HashMap<String, JobAttempt>>>,
+    /// The aligned source subtasks running here.
+    alignment: AlignmentSlots,
 }
 
 impl DeployedJobs {
@@ -142,7 +145,13 @@ impl DeployedJobs {
             exchange,
             work_dir,
             jobs: Arc::default(),
+            alignment: AlignmentSlots::default(),
         }
+    }
+
+    /// The aligned source subtasks, for the watermark report.
+    pub fn alignment(&self) -> &AlignmentSlots {
+        &self.alignment
     }
 
     /// Starts this task manager's subtasks of the attempt in `req`; returns how many.
@@ -341,6 +350,7 @@ impl DeployedJobs {
             checkpointing: graph.checkpoint.is_some() && self.exchange.is_some(),
             restore,
             state,
+            alignment: self.alignment.clone(),
         };
         let place = |task: usize, subtask: u32| locations[&(task, subtask)].clone();
         let actors = deploy(graph, &place, &ctx).map_err(|source| DeployError::Task {

@@ -5,3 +5,4 @@
 pub mod deployed_jobs;
 pub mod heartbeat;
 pub mod task_manager_service;
+pub mod watermark_reporter;

@@ -4,6 +4,8 @@
 //! stops the polling, and librdkafka's own fetch buffers bound what waits in between.
 //! Offsets are tracked from the chunks handed out, so a checkpoint records exactly what
 //! went downstream; the group's committed offsets are only read (for `start: committed`).
+//! Watermark alignment pauses partitions through flags the consumer thread applies
+//! (librdkafka `pause`/`resume`) before its next poll.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -61,6 +63,8 @@ pub struct KafkaSource {
 
 struct Running {
     chunks: flume::Receiver<Chunk>,
+    /// Per split: alignment wants it paused.
+    paused: Arc<[AtomicBool]>,
     stop: Arc<AtomicBool>,
     /// Set by the consumer thread when a bounded source read every partition to its end.
     done: Arc<AtomicBool>,
@@ -169,6 +173,7 @@ impl Settings {
             "Kafka source assigned"
         );
         let (tx, rx) = flume::bounded(CHANNEL_CHUNKS);
+        let paused: Arc<[AtomicBool]> = partitions.iter().map(|_| AtomicBool::new(false)).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicBool::new(false));
         let poller = Poller {
@@ -180,6 +185,8 @@ impl Settings {
                 .collect(),
             ends,
             done: done.clone(),
+            paused: paused.clone(),
+            partitions: partitions.clone(),
             consumer,
             splits: partitions.iter().enumerate().fold(HashMap::new(), |mut m, (i, tp)| {
                 m.entry(tp.topic.clone())
@@ -200,7 +207,15 @@ impl Settings {
             .name(format!("kafka-{}-{}", self.vertex, self.subtask))
             .spawn(move || poller.run())
             .map_err(|e| self.error(format!("cannot start the consumer thread: {e}")))?;
-        Ok((partitions, Running { chunks: rx, stop, done }))
+        Ok((
+            partitions,
+            Running {
+                chunks: rx,
+                paused,
+                stop,
+                done,
+            },
+        ))
     }
 
     /// Where each partition starts: the restored offset, else as `start` says.
@@ -327,6 +342,18 @@ impl SourceReader for KafkaSource {
     fn splits(&self) -> usize {
         self.partitions.len()
     }
+
+    fn set_paused(&mut self, split: usize, paused: bool) {
+        if let Some(flag) = self.running.as_ref().and_then(|r| r.paused.get(split)) {
+            flag.store(paused, Ordering::Relaxed);
+        }
+    }
+
+    fn split_name(&self, split: usize) -> String {
+        self.partitions
+            .get(split)
+            .map_or_else(|| split.to_string(), |tp| format!("{}/{}", tp.topic, tp.partition))
+    }
 }
 
 /// The consumer thread: polls, gathers records per partition, hands chunks over.
@@ -337,6 +364,9 @@ struct Poller {
     ends: Vec<Option<i64>>,
     finished: Vec<bool>,
     done: Arc<AtomicBool>,
+    /// Alignment's wishes per split, and the partitions they name.
+    paused: Arc<[AtomicBool]>,
+    partitions: Vec<TopicPartition>,
     /// Split index by topic, then partition (looked up per message without allocating).
     splits: HashMap<String, HashMap<i32, usize>>,
     origins: Vec<Arc<str>>,
@@ -365,7 +395,9 @@ impl Poller {
             })
             .collect();
         let mut finished = std::mem::take(&mut self.finished);
+        let mut applied = vec![false; self.partitions.len()];
         while !self.stop.load(Ordering::Relaxed) {
+            self.apply_pauses(&mut applied);
             if self.bounded && finished.iter().all(|f| *f) {
                 for p in pending.iter_mut() {
                     if !p.0.is_empty() && !self.hand_over(p) {
@@ -407,6 +439,30 @@ impl Poller {
                     return;
                 }
             }
+        }
+    }
+
+    /// Pauses and resumes partitions as alignment asks.
+    fn apply_pauses(&self, applied: &mut [bool]) {
+        let (mut pause, mut resume) = (TopicPartitionList::new(), TopicPartitionList::new());
+        for (split, flag) in self.paused.iter().enumerate() {
+            let want = flag.load(Ordering::Relaxed);
+            if want != applied[split] {
+                let tp = &self.partitions[split];
+                let list = if want { &mut pause } else { &mut resume };
+                list.add_partition(&tp.topic, tp.partition);
+                applied[split] = want;
+            }
+        }
+        if pause.count() > 0
+            && let Err(e) = self.consumer.pause(&pause)
+        {
+            tracing::warn!(source = %self.vertex, error = %e, "pausing partitions for watermark alignment");
+        }
+        if resume.count() > 0
+            && let Err(e) = self.consumer.resume(&resume)
+        {
+            tracing::warn!(source = %self.vertex, error = %e, "resuming partitions after watermark alignment");
         }
     }
 
