@@ -142,6 +142,13 @@ impl JobGraph {
         self.vertices.iter().filter(|v| v.kind.has_keyed_state())
     }
 
+    /// Parquet sinks that commit partitions (`commit`).
+    pub fn committing_sinks(&self) -> impl Iterator<Item = &Vertex> {
+        self.vertices
+            .iter()
+            .filter(|v| matches!(&v.kind, VertexKind::Sink(SinkConnector::Parquet(p)) if p.commit.is_some()))
+    }
+
     pub fn task_of(&self, v: VertexId) -> &Task {
         self.tasks
             .iter()

@@ -6,6 +6,7 @@ pub mod event_time;
 pub mod expr;
 pub mod graph;
 pub mod key_groups;
+pub mod partition_commit;
 pub mod schema;
 pub mod source_position;
 pub mod spec;

@@ -45,6 +45,11 @@ pub struct RestoreFrom {
     /// job's checkpoint storage (a savepoint).
     #[serde(default)]
     pub state_storage: Option<String>,
+    /// Per committing sink (by name): its commit watermark at the checkpoint. Partitions
+    /// complete by then may be committed, so the restored sink treats rows for them as
+    /// late instead of writing them again.
+    #[serde(default)]
+    pub sink_watermarks: std::collections::BTreeMap<String, i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

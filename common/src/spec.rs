@@ -359,6 +359,56 @@ pub struct ParquetSinkSpec {
     /// Roll a part file once it has been open this long (wall clock).
     #[serde(default = "default_rollover_ms")]
     pub rollover_ms: u64,
+    /// Commit each partition once it is complete (needs checkpoints): compaction,
+    /// `_SUCCESS`, a record in the coordinators' state, a notice on a Kafka topic.
+    #[serde(default)]
+    pub commit: Option<PartitionCommitSpec>,
+}
+
+fn default_target_file_bytes() -> u64 {
+    128 * 1024 * 1024
+}
+
+/// When and how a partition (a time bucket of the pattern: an hour) is committed. Once
+/// the sink's watermark (the least over its subtasks, as of a completed checkpoint) passes
+/// the end of a partition plus `delay_ms`, the leader merges the partition's small part
+/// files into files of about `target_file_bytes`, writes `_SUCCESS`, records the commit
+/// in the Raft log and publishes the notice. Rows that arrive for a partition after that
+/// point go to the dead-letter output as late (counted), never into the partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionCommitSpec {
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Compaction target; 0 leaves the parts as they are.
+    #[serde(default = "default_target_file_bytes")]
+    pub target_file_bytes: u64,
+    /// Also commit partitions that received no rows (between the first partition with
+    /// rows and the watermark): `_SUCCESS` and a notice with no files.
+    #[serde(default)]
+    pub empty_partitions: bool,
+    /// Partition recovery: a sink subtask that received neither rows nor a newer
+    /// watermark for this long lets its commit watermark follow the wall clock, so an idle
+    /// stream's partitions still get committed. Absent: partitions wait for the watermark.
+    #[serde(default)]
+    pub idle_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub notice: Option<CommitNoticeSpec>,
+}
+
+/// Where commit notices go: one JSON record per committed partition, keyed by the
+/// partition, with a `notice_id` that stays the same if a crash makes it repeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommitNoticeSpec {
+    pub bootstrap_servers: String,
+    pub topic: String,
+    /// The table name notices carry. Default: the sink's id.
+    #[serde(default)]
+    pub table: Option<String>,
+    /// librdkafka producer properties passed through.
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

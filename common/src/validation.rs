@@ -15,7 +15,7 @@ use crate::schema::{
 };
 use crate::spec::{
     AggregateFunction, GeneratorWorkload, JobSpec, KafkaSourceSpec, KafkaStart, MAX_RETAINED_CHECKPOINTS, OperatorSpec,
-    SinkSpec, SourceSpec, WindowAggregateSpec,
+    PartitionCommitSpec, SinkSpec, SourceSpec, WindowAggregateSpec,
 };
 use crate::spec_error::{SpecError, SpecErrors};
 
@@ -692,6 +692,32 @@ impl<'a> Validator<'a> {
         Some(Arc::new(Schema::new(fields)))
     }
 
+    fn partition_commit(&mut self, path: &str, c: &PartitionCommitSpec) {
+        if self.spec.checkpoint.is_none() {
+            self.err(
+                path,
+                "needs checkpoints (`checkpoint`): a partition is committed with the checkpoint that completes it",
+            );
+        }
+        if c.target_file_bytes != 0 && c.target_file_bytes < 1 << 20 {
+            self.err(
+                format!("{path}.target_file_bytes"),
+                "must be 0 (no compaction) or at least 1 MiB",
+            );
+        }
+        if c.idle_timeout_ms == Some(0) {
+            self.err(format!("{path}.idle_timeout_ms"), "must be positive");
+        }
+        if let Some(n) = &c.notice {
+            if n.bootstrap_servers.trim().is_empty() {
+                self.err(format!("{path}.notice.bootstrap_servers"), "must not be empty");
+            }
+            if n.topic.trim().is_empty() {
+                self.err(format!("{path}.notice.topic"), "must not be empty");
+            }
+        }
+    }
+
     fn sink(&mut self, path: &str, s: &SinkSpec, up: &Vertex) -> Option<(VertexKind, SchemaRef, String)> {
         let connector = match (&s.parquet, &s.blackhole) {
             (Some(p), None) => {
@@ -706,6 +732,9 @@ impl<'a> Validator<'a> {
                 }
                 if p.rollover_ms == 0 {
                     self.err(format!("{path}.parquet.rollover_ms"), "must be positive");
+                }
+                if let Some(c) = &p.commit {
+                    self.partition_commit(&format!("{path}.parquet.commit"), c);
                 }
                 SinkConnector::Parquet(p.clone())
             }

@@ -189,6 +189,24 @@ where
             g.throttled.join(" ")
         );
     }
+    for s in &job.commits {
+        println!(
+            "  sink {}: commit watermark {}  partitions waiting {}",
+            s.sink,
+            format_watermark(s.watermark),
+            s.pending
+        );
+        for c in s.recent.iter().rev().take(5) {
+            println!(
+                "    committed {}: {} files, {} rows, {} bytes{}",
+                c.partition,
+                c.files,
+                c.rows,
+                c.bytes,
+                if c.notified { ", notice sent" } else { "" }
+            );
+        }
+    }
     if let Some(last) = job.checkpoints.last() {
         let ids: Vec<String> = job.checkpoints.iter().map(|c| c.id.to_string()).collect();
         println!(

@@ -8,6 +8,7 @@ pub mod config;
 pub mod job_client;
 pub mod job_summary;
 pub mod local_cluster;
+pub mod partition_committer;
 pub mod progress;
 pub mod raft;
 pub mod scheduler;

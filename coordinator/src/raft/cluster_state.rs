@@ -1,7 +1,7 @@
 //! The cluster metadata every coordinator agrees on, and the commands that change it.
 //! Applying a command is deterministic: the same log gives the same state on every member.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use weir_common::source_position::{RestoreFrom, RestoredSource, SourcePosition};
@@ -43,6 +43,77 @@ pub struct JobRecord {
     /// The savepoint the job started from: where it resumes until its first checkpoint.
     #[serde(default)]
     pub from_savepoint: Option<RestoreFrom>,
+    /// Partition commits of every committing sink, by sink name.
+    #[serde(default)]
+    pub partitions: BTreeMap<String, PartitionLedger>,
+}
+
+/// How many commits a ledger remembers (for status and the notice of the newest).
+pub const KEEP_COMMITS: usize = 48;
+
+/// A committing sink's partitions: which wait, which are committed, and the watermark
+/// that decides. Fed by completed checkpoints (and the end of input), advanced by the
+/// leader's partition committer one partition at a time, in bucket order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionLedger {
+    /// Buckets that received rows and are not committed yet.
+    pub pending: BTreeSet<i64>,
+    /// The least commit watermark over the sink's subtasks as of the latest completed
+    /// checkpoint (`i64::MAX` once the input ended).
+    pub watermark: i64,
+    /// The first and the last bucket that ever received rows: empty commits start at the
+    /// first, and after the end of input stop at the last.
+    pub first_bucket: Option<i64>,
+    #[serde(default)]
+    pub last_bucket: Option<i64>,
+    /// Every bucket up to this one is committed.
+    pub committed_through: Option<i64>,
+    /// The latest commits, oldest first.
+    pub recent: Vec<PartitionCommit>,
+}
+
+impl PartitionLedger {
+    fn add(&mut self, watermark: i64, buckets: &[i64]) {
+        self.watermark = self.watermark.max(watermark);
+        for b in buckets {
+            if self.committed_through.is_none_or(|c| *b > c) {
+                self.pending.insert(*b);
+            }
+            self.first_bucket = Some(self.first_bucket.map_or(*b, |f| f.min(*b)));
+            self.last_bucket = Some(self.last_bucket.map_or(*b, |l| l.max(*b)));
+        }
+    }
+
+    /// The newest commit whose notice was not sent yet.
+    pub fn unnoticed(&self) -> Option<&PartitionCommit> {
+        self.recent.last().filter(|c| !c.notified)
+    }
+}
+
+/// One committed partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionCommit {
+    pub bucket: i64,
+    /// The partition's directory under the table root.
+    pub partition: String,
+    pub files: Vec<String>,
+    pub rows: u64,
+    pub bytes: u64,
+    /// The watermark that completed it.
+    pub watermark: i64,
+    pub committed_at_ms: i64,
+    /// Stays the same for every delivery of this commit's notice.
+    pub notice_id: String,
+    pub notified: bool,
+}
+
+/// A committing sink's part of a checkpoint: the least commit watermark over its
+/// subtasks and the buckets they wrote since the previous checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkAtCheckpoint {
+    pub sink: String,
+    pub watermark: i64,
+    pub buckets: Vec<i64>,
 }
 
 /// How many completed checkpoints a job record keeps.
@@ -63,6 +134,9 @@ pub struct CompletedCheckpoint {
     /// The longest barrier alignment over the subtasks.
     #[serde(default)]
     pub alignment_ms: u64,
+    /// Every committing sink's watermark and new buckets.
+    #[serde(default)]
+    pub sinks: Vec<SinkAtCheckpoint>,
 }
 
 impl CompletedCheckpoint {
@@ -87,6 +161,7 @@ impl CompletedCheckpoint {
                 .collect(),
             state: self.state.clone(),
             state_storage: None,
+            sink_watermarks: self.sinks.iter().map(|s| (s.sink.clone(), s.watermark)).collect(),
         }
     }
 
@@ -140,6 +215,24 @@ pub enum ClusterCommand {
         job_id: String,
         checkpoint: CompletedCheckpoint,
     },
+    /// A committing sink's input ended: every bucket it wrote may be committed.
+    SinkInputEnded {
+        job_id: String,
+        sink: String,
+        buckets: Vec<i64>,
+    },
+    /// The partition committer compacted a partition and wrote its `_SUCCESS`.
+    CommitPartition {
+        job_id: String,
+        sink: String,
+        commit: PartitionCommit,
+    },
+    /// The commit's notice was delivered.
+    NoticeSent {
+        job_id: String,
+        sink: String,
+        bucket: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,6 +275,7 @@ impl ClusterState {
                         placement: Vec::new(),
                         checkpoints: Vec::new(),
                         from_savepoint: from_savepoint.clone(),
+                        partitions: BTreeMap::new(),
                     },
                 );
                 CommandOutcome::Applied
@@ -220,9 +314,48 @@ impl ClusterState {
                 if job.checkpoints.last().is_some_and(|c| c.id >= checkpoint.id) {
                     return CommandOutcome::Ignored(format!("checkpoint {} is not newer", checkpoint.id));
                 }
+                for s in &checkpoint.sinks {
+                    job.partitions
+                        .entry(s.sink.clone())
+                        .or_insert_with(|| PartitionLedger {
+                            watermark: i64::MIN,
+                            ..Default::default()
+                        })
+                        .add(s.watermark, &s.buckets);
+                }
                 job.checkpoints.push(checkpoint.clone());
                 let excess = job.checkpoints.len().saturating_sub(KEEP_CHECKPOINTS);
                 job.checkpoints.drain(..excess);
+                CommandOutcome::Applied
+            }
+            ClusterCommand::SinkInputEnded { job_id, sink, buckets } => {
+                let Some(job) = self.jobs.get_mut(job_id) else {
+                    return CommandOutcome::UnknownJob(job_id.clone());
+                };
+                job.partitions.entry(sink.clone()).or_default().add(i64::MAX, buckets);
+                CommandOutcome::Applied
+            }
+            ClusterCommand::CommitPartition { job_id, sink, commit } => {
+                let Some(ledger) = self.jobs.get_mut(job_id).and_then(|j| j.partitions.get_mut(sink)) else {
+                    return CommandOutcome::UnknownJob(job_id.clone());
+                };
+                if ledger.committed_through.is_some_and(|c| c >= commit.bucket) {
+                    return CommandOutcome::Ignored(format!("partition {} is committed already", commit.partition));
+                }
+                ledger.committed_through = Some(commit.bucket);
+                ledger.pending = ledger.pending.split_off(&(commit.bucket + 1));
+                ledger.recent.push(commit.clone());
+                let excess = ledger.recent.len().saturating_sub(KEEP_COMMITS);
+                ledger.recent.drain(..excess);
+                CommandOutcome::Applied
+            }
+            ClusterCommand::NoticeSent { job_id, sink, bucket } => {
+                let Some(ledger) = self.jobs.get_mut(job_id).and_then(|j| j.partitions.get_mut(sink)) else {
+                    return CommandOutcome::UnknownJob(job_id.clone());
+                };
+                if let Some(c) = ledger.recent.iter_mut().find(|c| c.bucket == *bucket) {
+                    c.notified = true;
+                }
                 CommandOutcome::Applied
             }
             ClusterCommand::CancelJob { job_id } => {

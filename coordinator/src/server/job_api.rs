@@ -16,7 +16,7 @@ use weir_common::{JobGraph, JobSpec, VertexKind};
 use weir_proto::job::job_service_server::JobService;
 use weir_proto::job::{
     CancelRequest, CompletedCheckpoint as WireCheckpoint, GetRequest, JobState as WireState, JobStatus, ListRequest,
-    ListResponse, PlacedSubtask as WirePlaced, SavepointRequest, SavepointResponse,
+    ListResponse, PartitionCommitStatus, PlacedSubtask as WirePlaced, SavepointRequest, SavepointResponse, SinkCommits,
     SourceSnapshot as WireSourceSnapshot, SpecError, SubmitRequest, SubmitResponse,
 };
 use weir_taskmanager::state::checkpoint_storage::CheckpointStorage;
@@ -139,6 +139,27 @@ pub fn to_wire(job: &JobRecord) -> JobStatus {
             })
             .collect(),
         alignment: Vec::new(),
+        commits: job
+            .partitions
+            .iter()
+            .map(|(sink, l)| SinkCommits {
+                sink: sink.clone(),
+                watermark: l.watermark,
+                pending: l.pending.len() as u32,
+                recent: l
+                    .recent
+                    .iter()
+                    .map(|c| PartitionCommitStatus {
+                        partition: c.partition.clone(),
+                        files: c.files.len() as u64,
+                        rows: c.rows,
+                        bytes: c.bytes,
+                        notified: c.notified,
+                        committed_at_ms: c.committed_at_ms,
+                    })
+                    .collect(),
+            })
+            .collect(),
     }
 }
 

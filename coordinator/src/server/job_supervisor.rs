@@ -18,13 +18,14 @@ use futures::future::join_all;
 use tokio::sync::oneshot;
 use tonic::transport::{Channel, Endpoint};
 use weir_common::event_time::WATERMARK_MIN;
+use weir_common::partition_commit::SinkCommitReport;
 use weir_common::source_position::RestoreFrom;
 use weir_common::spec::CheckpointSpec;
 use weir_common::spec_loader::parse_spec;
 use weir_common::state_handle::StateHandle;
 use weir_common::validation::validate;
 use weir_common::{JobGraph, VertexKind};
-use weir_proto::cluster::SubtaskState;
+use weir_proto::cluster::{SubtaskReport, SubtaskState};
 use weir_proto::job::VertexStatus;
 use weir_proto::taskmanager::task_manager_service_client::TaskManagerServiceClient;
 use weir_proto::taskmanager::{CancelRequest, DeployRequest, SubtaskPlacement, TriggerCheckpointRequest};
@@ -32,7 +33,7 @@ use weir_taskmanager::state::checkpoint_storage::{CheckpointStorage, StorageErro
 use weir_taskmanager::state::job_prefix;
 
 use crate::raft::cluster_state::{
-    ClusterCommand, CompletedCheckpoint, JobRecord, JobState, PlacedSubtask, SourceSnapshot,
+    ClusterCommand, CompletedCheckpoint, JobRecord, JobState, PlacedSubtask, SinkAtCheckpoint, SourceSnapshot,
 };
 use crate::raft::state_machine::StateMachineStore;
 use crate::raft::types::Raft;
@@ -212,6 +213,41 @@ async fn write_savepoint(url: &str, job: &str, checkpoint: &CompletedCheckpoint)
 }
 
 /// The items reported for checkpoint `id`.
+/// The reports of the committing sink subtasks, with their sink's name.
+fn sink_reports(graph: &JobGraph, reports: &[(String, SubtaskReport)]) -> Vec<(String, SinkCommitReport)> {
+    reports
+        .iter()
+        .filter(|(_, r)| !r.sink_commit.is_empty())
+        .filter_map(|(_, r)| {
+            let task = graph.tasks.get(r.task as usize)?;
+            let report = serde_json::from_str(&r.sink_commit).ok()?;
+            Some((graph.vertex(task.tail()).name.clone(), report))
+        })
+        .collect()
+}
+
+/// Per sink: the least watermark over its subtasks and every bucket any of them wrote.
+fn sinks_at_checkpoint(reports: Vec<(String, SinkCommitReport)>) -> Vec<SinkAtCheckpoint> {
+    let mut by_sink: BTreeMap<String, SinkAtCheckpoint> = BTreeMap::new();
+    for (sink, r) in reports {
+        let s = by_sink.entry(sink.clone()).or_insert_with(|| SinkAtCheckpoint {
+            sink,
+            watermark: i64::MAX,
+            buckets: Vec::new(),
+        });
+        s.watermark = s.watermark.min(r.watermark);
+        s.buckets.extend(r.buckets);
+    }
+    by_sink
+        .into_values()
+        .map(|mut s| {
+            s.buckets.sort_unstable();
+            s.buckets.dedup();
+            s
+        })
+        .collect()
+}
+
 fn at_checkpoint<T>(items: Vec<(u64, T)>, id: u64) -> impl Iterator<Item = T> {
     items.into_iter().filter_map(move |(at, x)| (at == id).then_some(x))
 }
@@ -224,6 +260,8 @@ struct CheckpointAcks {
     sources: Vec<(u64, SourceSnapshot)>,
     state: Vec<(u64, StateHandle)>,
     alignment_ms: Vec<(u64, u64)>,
+    /// Committing sinks: (sink name, report).
+    sinks: Vec<(String, SinkCommitReport)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -529,6 +567,8 @@ impl JobSupervisor {
         let task_managers: BTreeSet<String> = placement.iter().map(|p| p.task_manager_id.clone()).collect();
         let reports = self.registry.reports(job, attempt);
         self.publish_vertices(job, sup, &reports);
+        let sink_commits = sink_reports(&sup.graph, &reports);
+        let committing: Vec<String> = sup.graph.committing_sinks().map(|v| v.name.clone()).collect();
         let failed = |cause: bool| {
             reports
                 .iter()
@@ -565,6 +605,24 @@ impl JobSupervisor {
             .iter()
             .filter(|(_, r)| r.state == SubtaskState::SubtaskFinished as i32)
             .count();
+        if finished == subtasks {
+            // The input ended: the committing sinks' partitions all complete.
+            for sink in committing {
+                let buckets = sink_commits
+                    .iter()
+                    .filter(|(s, r)| *s == sink && r.checkpoint == 0)
+                    .flat_map(|(_, r)| r.buckets.iter().copied())
+                    .collect();
+                let cmd = ClusterCommand::SinkInputEnded {
+                    job_id: job.to_string(),
+                    sink,
+                    buckets,
+                };
+                if !self.write(cmd).await {
+                    return;
+                }
+            }
+        }
         if finished == subtasks && self.set_state(job, JobState::Finished, attempt, None).await {
             tracing::info!(job, attempt, "job finished");
             // A finished job is never restored: its checkpoints go. (A cancelled or
@@ -613,6 +671,7 @@ impl JobSupervisor {
                     .iter()
                     .map(|(_, r)| (r.checkpoint_acknowledged, r.checkpoint_alignment_ms))
                     .collect(),
+                sinks: sink_commits,
             };
             self.checkpoint(job, acks).await;
         }
@@ -635,10 +694,17 @@ impl JobSupervisor {
             .map(|t| t.parallelism as usize)
             .sum();
         let stateful_subtasks: usize = sup.graph.stateful_vertices().map(|v| v.parallelism as usize).sum();
+        let committing_subtasks: usize = sup.graph.committing_sinks().map(|v| v.parallelism as usize).sum();
         if let Some((id, started)) = sup.checkpoints.in_flight {
             let positions: Vec<SourceSnapshot> = at_checkpoint(acks.sources, id).collect();
             let state: Vec<StateHandle> = at_checkpoint(acks.state, id).collect();
-            if acks.acknowledged >= id && positions.len() == source_subtasks && state.len() == stateful_subtasks {
+            let sinks: Vec<(String, SinkCommitReport)> =
+                acks.sinks.into_iter().filter(|(_, r)| r.checkpoint == id).collect();
+            if acks.acknowledged >= id
+                && positions.len() == source_subtasks
+                && state.len() == stateful_subtasks
+                && sinks.len() == committing_subtasks
+            {
                 let completed_at_ms = chrono::Utc::now().timestamp_millis();
                 let checkpoint = CompletedCheckpoint {
                     id,
@@ -648,6 +714,7 @@ impl JobSupervisor {
                     sources: positions,
                     state,
                     alignment_ms: at_checkpoint(acks.alignment_ms, id).max().unwrap_or(0),
+                    sinks: sinks_at_checkpoint(sinks),
                 };
                 let kept = self.kept_checkpoints(job, config.retain);
                 if let Some(missing) = missing_state_file(&checkpoint, &kept) {

@@ -18,6 +18,7 @@ use weir_proto::job::job_service_server::JobServiceServer;
 use weir_proto::raft::raft_service_server::RaftServiceServer;
 use weir_taskmanager::shutdown_signal::shutdown_signal;
 
+use crate::partition_committer::PartitionCommitter;
 use crate::raft::network::{GrpcNetwork, RaftRpcService};
 use crate::raft::storage;
 use crate::raft::types::{NodeId, Raft};
@@ -92,6 +93,7 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
         )
         .run(),
     );
+    let committing = tokio::spawn(PartitionCommitter::new(raft.clone(), state.clone(), opts.id).run());
     tonic::transport::Server::builder()
         .add_service(TaskManagerRegistryServer::new(registry))
         .add_service(RaftServiceServer::new(RaftRpcService { raft: raft.clone() }))
@@ -107,6 +109,7 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
         .await
         .with_context(|| format!("serving on {}", opts.listen))?;
     supervising.abort();
+    committing.abort();
     raft.shutdown().await.ok();
     Ok(())
 }

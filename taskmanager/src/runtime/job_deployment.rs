@@ -73,6 +73,8 @@ pub struct Restore {
     pub state: Vec<StateHandle>,
     /// Where the state handles' files are, when not in the job's checkpoint storage.
     pub state_storage: Option<String>,
+    /// Committing sinks' watermarks at the checkpoint, by sink name.
+    pub sink_watermarks: std::collections::BTreeMap<String, i64>,
 }
 
 impl From<RestoreFrom> for Restore {
@@ -89,6 +91,7 @@ impl From<RestoreFrom> for Restore {
                 .collect(),
             state: r.state,
             state_storage: r.state_storage,
+            sink_watermarks: r.sink_watermarks,
         }
     }
 }

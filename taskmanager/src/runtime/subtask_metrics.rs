@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use weir_common::JobGraph;
 use weir_common::event_time::WATERMARK_MIN;
+use weir_common::partition_commit::SinkCommitReport;
 use weir_common::source_position::SourcePosition;
 
 use crate::state::snapshot_progress::SnapshotProgress;
@@ -57,6 +58,8 @@ pub struct CheckpointProgress {
     pub state: Mutex<SnapshotProgress>,
     /// The last barrier alignment at the chain's input: (checkpoint, milliseconds).
     pub alignment_ms: Mutex<Option<(u64, u64)>>,
+    /// A committing sink's report at its last barrier or at the end of its input.
+    pub sink_commit: Mutex<Option<SinkCommitReport>>,
 }
 
 impl std::fmt::Debug for CheckpointProgress {

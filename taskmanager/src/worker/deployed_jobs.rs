@@ -519,6 +519,14 @@ impl DeployedJobs {
                         serde_json::to_string(&handles).unwrap_or_default()
                     },
                     checkpoint_alignment_ms: alignment_ms,
+                    sink_commit: progress
+                        .sink_commit
+                        .lock()
+                        .expect("sink commit lock")
+                        .as_ref()
+                        .filter(|r| r.checkpoint == 0 || r.checkpoint == acknowledged)
+                        .and_then(|r| serde_json::to_string(r).ok())
+                        .unwrap_or_default(),
                     vertices: vertices
                         .iter()
                         .map(|v| {

@@ -180,9 +180,15 @@ impl FileIo {
     }
 }
 
-/// Renames a sealed part into place and makes the rename durable.
+/// Renames a sealed part into place and makes the rename durable. A part already gone
+/// was published by the leader's partition committer, which publishes the parts of a
+/// completed checkpoint itself before it commits their partition.
 fn publish(part: &SealedPart) -> Result<(), TaskError> {
-    fs::rename(&part.from, &part.to).map_err(|e| TaskError::io("publishing part file", &part.from, e))?;
+    match fs::rename(&part.from, &part.to) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(TaskError::io("publishing part file", &part.from, e)),
+    }
     match part.to.parent() {
         Some(dir) => sync_dir(dir),
         None => Ok(()),

@@ -5,6 +5,11 @@
 //! Before anything is written, the I/O thread removes the parts earlier attempts of the job
 //! left for this subtask. Dropping the sink unfinished (cancellation) stops the I/O thread
 //! and waits for it, so nothing of a cancelled attempt is published afterwards.
+//!
+//! A committing sink (`commit`) keeps a commit watermark (`commit_watermark`), sends rows
+//! of partitions that may be committed to the dead-letter output as late, and reports its
+//! watermark and the partitions it wrote with every checkpoint, for the leader's
+//! partition committer.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,10 +22,22 @@ use tokio::sync::oneshot;
 use weir_common::graph::Vertex;
 use weir_common::spec::ParquetSinkSpec;
 
+use arrow::array::BooleanArray;
+use arrow::compute::{filter_record_batch, not};
+use arrow::record_batch::RecordBatch;
+use std::collections::BTreeSet;
+use weir_common::event_time::WATERMARK_MAX;
+use weir_common::partition_commit::SinkCommitReport;
+
 use super::attempt_cleanup::prepare_for_attempt;
+use super::commit_watermark::CommitWatermark;
 use super::file_io::{FileCommand, FileIo};
+use super::partition_path::PartitionScheme;
 use super::partitioned_writer::PartitionedWriter;
+use crate::dead_letter::{DeadLetter, DeadLetterQueue};
 use crate::error::TaskError;
+use crate::formats::json_rows::rows_as_json;
+use crate::runtime::event_time_column::event_times;
 use crate::runtime::job_deployment::JobContext;
 use crate::runtime::sink::{Sink, SinkReport};
 use crate::runtime::stream_event::StreamEvent;
@@ -42,6 +59,10 @@ pub struct ParquetSink {
     checkpoints: Option<Arc<CheckpointProgress>>,
     last_rollover_check: Instant,
     metrics: Arc<SubtaskMetrics>,
+    /// Partition commit: the commit watermark, and where late rows go.
+    commit: Option<(CommitWatermark, DeadLetterQueue)>,
+    event_time_column: usize,
+    subtask: u32,
 }
 
 impl ParquetSink {
@@ -91,7 +112,23 @@ impl ParquetSink {
                 let _ = commits.try_send(FileCommand::Commit(id));
             }));
         }
+        let commit = spec.commit.as_ref().map(|c| {
+            let floor = ctx
+                .restore
+                .as_ref()
+                .and_then(|r| r.sink_watermarks.get(&vertex.name).copied());
+            let clock = CommitWatermark::new(
+                PartitionScheme::new(&spec.partition),
+                c.delay_ms,
+                c.idle_timeout_ms.map(Duration::from_millis),
+                floor,
+            );
+            (clock, ctx.dead_letters.clone())
+        });
         Ok(Self {
+            commit,
+            event_time_column,
+            subtask,
             name: vertex.name.clone(),
             writer,
             io: Some(tx),
@@ -138,6 +175,69 @@ impl ParquetSink {
         Ok(())
     }
 
+    /// Sends the rows of partitions that may be committed to the late output; returns
+    /// the others.
+    async fn divert_late(&mut self, batch: RecordBatch) -> Result<RecordBatch, TaskError> {
+        let Some((clock, late_output)) = &mut self.commit else {
+            return Ok(batch);
+        };
+        let now = Instant::now();
+        let before = clock.late_before(now, chrono::Utc::now().timestamp_millis());
+        let ts = event_times(&batch, self.event_time_column);
+        let scheme = clock.scheme();
+        clock.wrote(
+            ts.iter()
+                .filter(|t| **t >= before)
+                .map(|t| scheme.bucket(*t))
+                .collect::<BTreeSet<_>>(),
+            now,
+        );
+        if ts.iter().all(|t| *t >= before) {
+            return Ok(batch);
+        }
+        let late = BooleanArray::from_iter(ts.iter().map(|t| Some(*t < before)));
+        let on_time = not(&late).map_err(|e| TaskError::arrow(&self.name, e))?;
+        let late_rows = filter_record_batch(&batch, &late).map_err(|e| TaskError::arrow(&self.name, e))?;
+        SubtaskMetrics::add(&self.metrics.late_records, late_rows.num_rows() as u64);
+        let origin: Arc<str> = Arc::from(self.name.as_str());
+        for (i, raw) in rows_as_json(&late_rows)
+            .map_err(|e| TaskError::arrow(&self.name, e))?
+            .into_iter()
+            .enumerate()
+        {
+            let t = event_times(&late_rows, self.event_time_column)[i];
+            late_output
+                .send(DeadLetter {
+                    source: origin.clone(),
+                    subtask: self.subtask,
+                    origin: origin.clone(),
+                    position: t as u64,
+                    reason: format!(
+                        "late: partition {} is complete (commit watermark {before} passed it)",
+                        clock.scheme().directory(clock.scheme().bucket(t))
+                    ),
+                    raw,
+                })
+                .await?;
+        }
+        filter_record_batch(&batch, &on_time).map_err(|e| TaskError::arrow(&self.name, e))
+    }
+
+    /// What the leader's partition committer learns with checkpoint `id` (0: the end of
+    /// input, with `watermark` the end).
+    fn report_commit(&mut self, id: u64, watermark: Option<i64>) {
+        let (Some((clock, _)), Some(progress)) = (&mut self.commit, &self.checkpoints) else {
+            return;
+        };
+        let report = SinkCommitReport {
+            checkpoint: id,
+            watermark: watermark
+                .unwrap_or_else(|| clock.current(Instant::now(), chrono::Utc::now().timestamp_millis())),
+            buckets: clock.take_written(),
+        };
+        *progress.sink_commit.lock().expect("sink commit lock") = Some(report);
+    }
+
     /// The I/O thread's own error explains a closed channel better than "disconnected".
     async fn io_error(&mut self) -> TaskError {
         match self.io_result.take() {
@@ -157,15 +257,20 @@ impl Sink for ParquetSink {
                 match event {
                     StreamEvent::Data(b) => {
                         SubtaskMetrics::add(&self.metrics.records_in, b.num_rows() as u64);
+                        let b = self.divert_late(b).await?;
                         self.writer.write(&b)?;
                     }
                     StreamEvent::Watermark(wm) => {
                         self.metrics.set_watermark(wm);
+                        if let Some((clock, _)) = &mut self.commit {
+                            clock.on_watermark(wm, Instant::now());
+                        }
                         self.writer.on_watermark(wm)?;
                     }
                     StreamEvent::Barrier(id) => {
                         if self.checkpoints.is_some() {
                             self.pre_commit(id).await?;
+                            self.report_commit(id, None);
                         }
                     }
                     StreamEvent::EndOfStream => {}
@@ -184,10 +289,13 @@ impl Sink for ParquetSink {
         Box::pin(async move {
             let report = self.writer.finish()?;
             self.drain().await?;
-            if let Some(progress) = self.checkpoints.take() {
+            if let Some(progress) = self.checkpoints.clone() {
                 // The input is complete: nothing of it will be replayed, publish it all.
                 *progress.on_complete.lock().expect("on_complete lock") = None;
                 self.send(FileCommand::CommitAll).await?;
+                // Published before reported: the committer may then take every partition.
+                self.report_commit(0, Some(WATERMARK_MAX));
+                self.checkpoints = None;
             }
             self.io = None;
             let rx = self.io_result.take().ok_or_else(|| self.gone())?;
