@@ -280,7 +280,7 @@ fn describe_vertex(v: &VertexStatus) -> String {
         .enumerate()
         .map(|(i, tm)| format!("{i}@{}", if tm.is_empty() { "?" } else { tm }))
         .collect();
-    format!(
+    let mut line = format!(
         "  {:<16} p={:<3} in {:>12}  out {:>12}  watermark {}  subtasks {}",
         v.name,
         v.parallelism,
@@ -288,7 +288,17 @@ fn describe_vertex(v: &VertexStatus) -> String {
         v.records_out,
         watermark,
         placed.join(" ")
-    )
+    );
+    for (what, n) in [
+        ("dead letters", v.dead_letters),
+        ("late", v.late_records),
+        ("disorder ms", v.max_disorder_ms),
+    ] {
+        if n > 0 {
+            line.push_str(&format!("  {what} {n}"));
+        }
+    }
+    line
 }
 
 /// A watermark as UTC time; `-` before the first, `end` after the last.

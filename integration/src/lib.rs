@@ -119,13 +119,18 @@ pub fn parquet_rows_by_partition(root: &Path) -> Result<std::collections::BTreeM
     Ok(rows)
 }
 
-/// Every value of the int64 column `column` in the Parquet files below `root`.
+/// Every value of the int64 column `column` in the published Parquet files below `root`
+/// (hidden files, `_SUCCESS` and the like are not read).
 pub fn int64_values(root: &Path, column: &str) -> Result<Vec<i64>> {
     use arrow::array::{AsArray, RecordBatchReader};
     use arrow::datatypes::Int64Type;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let mut values = Vec::new();
     for rel in files_below(root) {
+        let name = rel.file_name().unwrap_or_default().to_string_lossy();
+        if name.starts_with('.') || !name.ends_with(".parquet") {
+            continue;
+        }
         let f = std::fs::File::open(root.join(&rel))?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(f)
             .with_context(|| format!("reading {}", rel.display()))?

@@ -993,6 +993,9 @@ impl JobSupervisor {
                 records_out: 0,
                 watermark: WATERMARK_MIN,
                 task_managers: vec![String::new(); v.parallelism as usize],
+                max_disorder_ms: 0,
+                late_records: 0,
+                dead_letters: 0,
             })
             .collect();
         let mut watermarks: Vec<Vec<i64>> = vec![Vec::new(); vertices.len()];
@@ -1003,6 +1006,9 @@ impl JobSupervisor {
                 };
                 v.records_in += m.records_in;
                 v.records_out += m.records_out;
+                v.late_records += m.late_records;
+                v.dead_letters += m.dead_letters;
+                v.max_disorder_ms = v.max_disorder_ms.max(m.max_disorder_ms);
                 if let Some(slot) = v.task_managers.get_mut(r.subtask as usize) {
                     *slot = tm.clone();
                 }

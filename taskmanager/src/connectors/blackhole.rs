@@ -70,7 +70,7 @@ impl Sink for BlackholeSink {
                     }
                 }
                 StreamEvent::Watermark(wm) => self.metrics.set_watermark(wm),
-                StreamEvent::Barrier(_) | StreamEvent::EndOfStream => {}
+                StreamEvent::Barrier(_) | StreamEvent::EndOfStream | StreamEvent::Idle(_) => {}
             }
         }
         Box::pin(async move { result })

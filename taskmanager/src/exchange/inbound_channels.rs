@@ -122,6 +122,7 @@ async fn forward(
             Some(Kind::Watermark(wm)) => StreamEvent::Watermark(wm),
             Some(Kind::Barrier(id)) => StreamEvent::Barrier(id),
             Some(Kind::EndOfStream(_)) => StreamEvent::EndOfStream,
+            Some(Kind::Idle(idle)) => StreamEvent::Idle(idle),
             Some(Kind::Header(_)) | None => {
                 tracing::error!(channel = %key, "unexpected frame");
                 return;

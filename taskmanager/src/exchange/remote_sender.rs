@@ -98,6 +98,7 @@ impl RemoteSender {
             StreamEvent::Watermark(wm) => Kind::Watermark(*wm),
             StreamEvent::Barrier(id) => Kind::Barrier(*id),
             StreamEvent::EndOfStream => Kind::EndOfStream(true),
+            StreamEvent::Idle(idle) => Kind::Idle(*idle),
         };
         match self.credits.acquire().await {
             Ok(permit) => permit.forget(),

@@ -11,6 +11,11 @@
 //! subtask's state at the barrier holds exactly what came before it on every input. A
 //! newer barrier arriving during an alignment abandons the older checkpoint (it was
 //! aborted upstream); an older one is ignored.
+//!
+//! Watermark status: a channel whose producer went idle (`Idle(true)`) does not hold the
+//! watermark back until it delivers data or `Idle(false)`; when every open channel is
+//! idle the gate passes `Idle(true)` on (and `Idle(false)` once one is active again), so
+//! idleness reaches the sinks, which commit an idle stream's partitions.
 
 use std::future::poll_fn;
 use std::task::Poll;
@@ -33,6 +38,9 @@ pub struct InputGate {
     channels: Vec<mpsc::Receiver<StreamEvent>>,
     watermarks: Vec<i64>,
     ended: Vec<bool>,
+    idle: Vec<bool>,
+    /// The status the gate last passed on.
+    gate_idle: bool,
     current: i64,
     next_poll: usize,
     finished: bool,
@@ -50,6 +58,8 @@ impl InputGate {
             channels,
             watermarks: vec![WATERMARK_MIN; n],
             ended: vec![false; n],
+            idle: vec![false; n],
+            gate_idle: false,
             current: WATERMARK_MIN,
             next_poll: 0,
             finished: false,
@@ -68,7 +78,15 @@ impl InputGate {
             }
             let (channel, event) = self.recv_any().await;
             match event {
-                Some(StreamEvent::Data(batch)) => return Ok(vec![StreamEvent::Data(batch)]),
+                Some(StreamEvent::Data(batch)) => {
+                    self.idle[channel] = false;
+                    if self.gate_idle {
+                        self.gate_idle = false;
+                        return Ok(vec![StreamEvent::Idle(false), StreamEvent::Data(batch)]);
+                    }
+                    return Ok(vec![StreamEvent::Data(batch)]);
+                }
+                Some(StreamEvent::Idle(idle)) => self.idle[channel] = idle,
                 Some(StreamEvent::Watermark(wm)) => {
                     self.watermarks[channel] = self.watermarks[channel].max(wm);
                 }
@@ -87,8 +105,24 @@ impl InputGate {
             if let Some(id) = self.aligned() {
                 out.push(StreamEvent::Barrier(id));
             }
-            let min = self.watermarks.iter().copied().min().unwrap_or(WATERMARK_MAX);
-            if min > self.current {
+            let open = (0..self.channels.len()).filter(|c| !self.ended[*c]);
+            let all_idle = open.clone().count() > 0 && open.clone().all(|c| self.idle[c]);
+            if all_idle != self.gate_idle {
+                self.gate_idle = all_idle;
+                out.push(StreamEvent::Idle(all_idle));
+            }
+            // Ended channels sit at the maximum; with every open channel idle nothing moves.
+            let min = if self.ended.iter().all(|e| *e) {
+                Some(WATERMARK_MAX)
+            } else {
+                (0..self.channels.len())
+                    .filter(|c| !self.ended[*c] && !self.idle[*c])
+                    .map(|c| self.watermarks[c])
+                    .min()
+            };
+            if let Some(min) = min
+                && min > self.current
+            {
                 self.current = min;
                 out.push(StreamEvent::Watermark(min));
             }
@@ -179,6 +213,8 @@ impl InputGate {
 
 #[cfg(test)]
 mod tests {
+    use futures::FutureExt;
+
     use super::*;
 
     #[tokio::test]
@@ -203,6 +239,30 @@ mod tests {
             "{ev:?}"
         );
         assert!(gate.next().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn idle_channels_do_not_hold_the_watermark_and_all_idle_passes_idleness_on() {
+        let (tx0, rx0) = mpsc::channel(8);
+        let (tx1, rx1) = mpsc::channel(8);
+        let mut gate = InputGate::new(vec![rx0, rx1]);
+        tx0.send(StreamEvent::Watermark(100)).await.unwrap();
+        assert!(gate.next().now_or_never().is_none(), "channel 1 holds it at the start");
+        tx1.send(StreamEvent::Idle(true)).await.unwrap();
+        let ev = gate.next().await.unwrap();
+        assert!(matches!(ev[..], [StreamEvent::Watermark(100)]), "{ev:?}");
+        tx0.send(StreamEvent::EndOfStream).await.unwrap();
+        let ev = gate.next().await.unwrap();
+        assert!(
+            matches!(ev[..], [StreamEvent::Idle(true)]),
+            "channel 0 ended, channel 1 idle: no maximum watermark, idleness passes on: {ev:?}"
+        );
+        tx1.send(batch(1)).await.unwrap();
+        let ev = gate.next().await.unwrap();
+        assert!(
+            matches!(ev[..], [StreamEvent::Idle(false), StreamEvent::Data(_)]),
+            "{ev:?}"
+        );
     }
 
     fn batch(v: i32) -> StreamEvent {

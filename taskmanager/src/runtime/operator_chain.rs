@@ -69,6 +69,7 @@ impl OperatorChain {
                     }
                     StreamEvent::Barrier(id) => op.operator.on_barrier(id, &mut out)?,
                     StreamEvent::EndOfStream => out.push(StreamEvent::EndOfStream),
+                    StreamEvent::Idle(idle) => out.push(StreamEvent::Idle(idle)),
                 }
                 SubtaskMetrics::add(&op.metrics.records_out, rows(&out[before..]));
             }

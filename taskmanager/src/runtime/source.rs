@@ -77,6 +77,12 @@ pub trait SourceReader: Send {
     /// need to implement it.
     fn set_paused(&mut self, _split: usize, _paused: bool) {}
 
+    /// Whether split `split` has records the reader has not delivered yet (then it is not
+    /// idle however long it is quiet). Readers that cannot tell say no.
+    fn split_behind(&self, _split: usize) -> bool {
+        false
+    }
+
     /// How status names split `split` (a Kafka reader: `topic/partition`).
     fn split_name(&self, split: usize) -> String {
         split.to_string()

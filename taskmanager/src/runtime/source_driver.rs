@@ -19,6 +19,9 @@ use crate::runtime::stream_event::StreamEvent;
 use crate::runtime::subtask_metrics::SubtaskMetrics;
 use crate::runtime::watermark_alignment::AlignedSource;
 
+/// How long an aligned source waits for its group's first allowance.
+const FIRST_ALLOWANCE_WAIT: Duration = Duration::from_secs(5);
+
 pub struct SourceDriver {
     pub vertex: Arc<str>,
     pub subtask: u32,
@@ -31,7 +34,11 @@ pub struct SourceDriver {
     alignment: Option<Arc<AlignedSource>>,
     /// Which splits alignment paused.
     paused: Vec<bool>,
+    /// When the subtask first asked for its group's allowance.
+    aligning_since: Option<Instant>,
     watermark: i64,
+    /// Every split is idle: downstream was told (`StreamEvent::Idle`).
+    idle: bool,
     finished: bool,
 }
 
@@ -58,7 +65,9 @@ impl SourceDriver {
             splits: SplitWatermarks::new(max_out_of_orderness_ms, idle_timeout),
             alignment: None,
             paused: Vec::new(),
+            aligning_since: None,
             watermark: WATERMARK_MIN,
+            idle: false,
             finished: false,
         }
     }
@@ -73,7 +82,14 @@ impl SourceDriver {
     /// back inside it, and publishes the subtask's standing for the next report.
     fn align(&mut self, now: Instant) {
         let Some(aligned) = &self.alignment else { return };
-        let allowed = aligned.allowed();
+        // Until the leader's first answer the subtask reads nothing that has an event time
+        // yet (a split that delivered nothing has none): otherwise every restart would let
+        // fast partitions race ahead for a report interval. If no answer comes (no leader,
+        // or part of the group finished) it stops waiting.
+        let since = *self.aligning_since.get_or_insert(now);
+        let allowed = aligned
+            .allowed()
+            .or_else(|| (now.duration_since(since) < FIRST_ALLOWANCE_WAIT).then_some(i64::MIN));
         self.paused.resize(self.reader.splits(), false);
         let mut names = Vec::new();
         for split in 0..self.paused.len() {
@@ -136,6 +152,9 @@ impl SourceDriver {
         };
         let now = Instant::now();
         self.splits.set_splits(self.reader.splits(), now);
+        for split in 0..self.reader.splits() {
+            self.splits.set_behind(split, self.reader.split_behind(split));
+        }
         let mut events = Vec::with_capacity(2);
         if let Some(batch) = batch {
             let max = max_event_time(&batch, self.event_time_column);
@@ -146,7 +165,12 @@ impl SourceDriver {
             }
         }
         self.align(now);
-        if let Some(wm) = self.splits.watermark(now)
+        let watermark = self.splits.watermark(now);
+        if watermark.is_some() == self.idle {
+            self.idle = !self.idle;
+            events.insert(0, StreamEvent::Idle(self.idle));
+        }
+        if let Some(wm) = watermark
             && wm > self.watermark
         {
             self.watermark = wm;

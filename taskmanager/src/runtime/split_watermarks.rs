@@ -7,7 +7,9 @@
 //! delivered holds it at the start until then.
 //!
 //! A split paused by watermark alignment is not idle (it is silent because it waits, and
-//! it still holds the watermark); it counts as active from when it resumes.
+//! it still holds the watermark); it counts as active from when it resumes. Nor is a split
+//! the reader knows to be behind (a Kafka partition that has not reached its end): it is
+//! slow, not idle, and letting the watermark pass it would make its records late.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,7 @@ struct SplitClock {
     max_ts: i64,
     last_active: Instant,
     paused: bool,
+    behind: bool,
 }
 
 #[derive(Debug)]
@@ -44,6 +47,7 @@ impl SplitWatermarks {
                 max_ts: WATERMARK_MIN,
                 last_active: now,
                 paused: false,
+                behind: false,
             },
         );
     }
@@ -76,6 +80,13 @@ impl SplitWatermarks {
         }
     }
 
+    /// The reader says whether split `split` has records it has not delivered yet.
+    pub fn set_behind(&mut self, split: usize, behind: bool) {
+        if let Some(c) = self.clocks.get_mut(split) {
+            c.behind = behind;
+        }
+    }
+
     /// The subtask's watermark at `now`; `None` while every split is idle (the watermark
     /// then stays where it was). A reader without splits (more subtasks than partitions)
     /// has nothing to wait for.
@@ -85,7 +96,7 @@ impl SplitWatermarks {
         }
         self.clocks
             .iter()
-            .filter(|c| c.paused || self.idle_timeout.is_none_or(|t| now.duration_since(c.last_active) < t))
+            .filter(|c| c.paused || c.behind || self.idle_timeout.is_none_or(|t| now.duration_since(c.last_active) < t))
             .map(|c| c.max_ts)
             .min()
             .map(|t| bounded_out_of_orderness(t, self.max_out_of_orderness_ms))
@@ -137,6 +148,9 @@ mod tests {
         w.set_paused(0, false, secs(25));
         assert_eq!(w.watermark(secs(34)), Some(9_000 - 1), "resumed 9 s ago: still active");
         assert_eq!(w.watermark(secs(36)), None, "silent 11 s since its resume: idle");
+        // A split known to be behind is slow, not idle.
+        w.set_behind(1, true);
+        assert_eq!(w.watermark(secs(60)), Some(1_000 - 1));
     }
 
     #[test]

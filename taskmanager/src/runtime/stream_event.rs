@@ -12,4 +12,8 @@ pub enum StreamEvent {
     Barrier(u64),
     /// The producer finished; nothing follows.
     EndOfStream,
+    /// Watermark status (Flink's `WatermarkStatus`): `true` when the producer has gone idle
+    /// (every source partition behind it is idle) and its watermark should not hold
+    /// consumers back; `false` when it is active again. Data always means active.
+    Idle(bool),
 }

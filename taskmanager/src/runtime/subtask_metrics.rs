@@ -19,6 +19,11 @@ pub struct SubtaskMetrics {
     pub dead_letters: AtomicU64,
     pub late_records: AtomicU64,
     pub watermark: AtomicI64,
+    /// Event-time disorder at a sink: how far the furthest row arrived behind the greatest
+    /// event time the subtask had seen (ms); what watermark alignment keeps small.
+    pub max_disorder_ms: AtomicU64,
+    /// The greatest event time the sink has seen.
+    pub max_event_time: AtomicI64,
 }
 
 impl Default for SubtaskMetrics {
@@ -30,6 +35,8 @@ impl Default for SubtaskMetrics {
             dead_letters: AtomicU64::new(0),
             late_records: AtomicU64::new(0),
             watermark: AtomicI64::new(WATERMARK_MIN),
+            max_disorder_ms: AtomicU64::new(0),
+            max_event_time: AtomicI64::new(WATERMARK_MIN),
         }
     }
 }
@@ -40,6 +47,23 @@ impl SubtaskMetrics {
     }
     pub fn set_watermark(&self, wm: i64) {
         self.watermark.store(wm, Ordering::Relaxed);
+    }
+
+    /// A sink received rows with event times `ts`, in arrival order.
+    pub fn observe_disorder(&self, ts: &[i64]) {
+        let mut max = self.max_event_time.load(Ordering::Relaxed);
+        let mut worst = 0;
+        for t in ts {
+            if *t > max {
+                max = *t;
+            } else {
+                worst = worst.max(max - *t);
+            }
+        }
+        self.max_event_time.store(max, Ordering::Relaxed);
+        if worst > 0 {
+            self.max_disorder_ms.fetch_max(worst as u64, Ordering::Relaxed);
+        }
     }
 }
 

@@ -538,6 +538,7 @@ impl DeployedJobs {
                                 watermark: m.watermark.load(Ordering::Relaxed),
                                 dead_letters: m.dead_letters.load(Ordering::Relaxed),
                                 late_records: m.late_records.load(Ordering::Relaxed),
+                                max_disorder_ms: m.max_disorder_ms.load(Ordering::Relaxed),
                             }
                         })
                         .collect(),

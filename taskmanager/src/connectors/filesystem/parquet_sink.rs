@@ -182,16 +182,12 @@ impl ParquetSink {
             return Ok(batch);
         };
         let now = Instant::now();
-        let before = clock.late_before(now, chrono::Utc::now().timestamp_millis());
+        let before = clock.late_before();
         let ts = event_times(&batch, self.event_time_column);
         let scheme = clock.scheme();
-        clock.wrote(
-            ts.iter()
-                .filter(|t| **t >= before)
-                .map(|t| scheme.bucket(*t))
-                .collect::<BTreeSet<_>>(),
-            now,
-        );
+        let buckets: BTreeSet<i64> = ts.iter().filter(|t| **t >= before).map(|t| scheme.bucket(*t)).collect();
+        let max_ts = ts.iter().copied().filter(|t| *t >= before).max().unwrap_or(i64::MIN);
+        clock.wrote(buckets, max_ts, now);
         if ts.iter().all(|t| *t >= before) {
             return Ok(batch);
         }
@@ -232,7 +228,7 @@ impl ParquetSink {
         let report = SinkCommitReport {
             checkpoint: id,
             watermark: watermark
-                .unwrap_or_else(|| clock.current(Instant::now(), chrono::Utc::now().timestamp_millis())),
+                .unwrap_or_else(|| clock.on_barrier(Instant::now(), chrono::Utc::now().timestamp_millis())),
             buckets: clock.take_written(),
         };
         *progress.sink_commit.lock().expect("sink commit lock") = Some(report);
@@ -257,6 +253,7 @@ impl Sink for ParquetSink {
                 match event {
                     StreamEvent::Data(b) => {
                         SubtaskMetrics::add(&self.metrics.records_in, b.num_rows() as u64);
+                        self.metrics.observe_disorder(event_times(&b, self.event_time_column));
                         let b = self.divert_late(b).await?;
                         self.writer.write(&b)?;
                     }
@@ -274,6 +271,11 @@ impl Sink for ParquetSink {
                         }
                     }
                     StreamEvent::EndOfStream => {}
+                    StreamEvent::Idle(idle) => {
+                        if let Some((clock, _)) = &mut self.commit {
+                            clock.set_input_idle(idle);
+                        }
+                    }
                 }
                 if self.last_rollover_check.elapsed() >= ROLLOVER_CHECK {
                     self.last_rollover_check = Instant::now();

@@ -16,6 +16,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use weir_common::source_position::{KafkaOffset, SourcePosition};
@@ -65,6 +66,8 @@ struct Running {
     chunks: flume::Receiver<Chunk>,
     /// Per split: alignment wants it paused.
     paused: Arc<[AtomicBool]>,
+    /// Per split: records wait in the partition (it has not reported its end since).
+    behind: Arc<[AtomicBool]>,
     stop: Arc<AtomicBool>,
     /// Set by the consumer thread when a bounded source read every partition to its end.
     done: Arc<AtomicBool>,
@@ -112,7 +115,7 @@ impl Settings {
             .set("group.id", &self.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
+            .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest")
             .create()
             .map_err(|e| self.error(format!("cannot create a Kafka consumer: {e}")))
@@ -174,6 +177,7 @@ impl Settings {
         );
         let (tx, rx) = flume::bounded(CHANNEL_CHUNKS);
         let paused: Arc<[AtomicBool]> = partitions.iter().map(|_| AtomicBool::new(false)).collect();
+        let behind: Arc<[AtomicBool]> = partitions.iter().map(|_| AtomicBool::new(true)).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicBool::new(false));
         let poller = Poller {
@@ -186,6 +190,7 @@ impl Settings {
             ends,
             done: done.clone(),
             paused: paused.clone(),
+            behind: behind.clone(),
             partitions: partitions.clone(),
             consumer,
             splits: partitions.iter().enumerate().fold(HashMap::new(), |mut m, (i, tp)| {
@@ -212,6 +217,7 @@ impl Settings {
             Running {
                 chunks: rx,
                 paused,
+                behind,
                 stop,
                 done,
             },
@@ -349,6 +355,13 @@ impl SourceReader for KafkaSource {
         }
     }
 
+    fn split_behind(&self, split: usize) -> bool {
+        self.running
+            .as_ref()
+            .and_then(|r| r.behind.get(split))
+            .is_some_and(|b| b.load(Ordering::Relaxed))
+    }
+
     fn split_name(&self, split: usize) -> String {
         self.partitions
             .get(split)
@@ -366,6 +379,8 @@ struct Poller {
     done: Arc<AtomicBool>,
     /// Alignment's wishes per split, and the partitions they name.
     paused: Arc<[AtomicBool]>,
+    /// Set per split by a message, cleared when librdkafka reports the partition's end.
+    behind: Arc<[AtomicBool]>,
     partitions: Vec<TopicPartition>,
     /// Split index by topic, then partition (looked up per message without allocating).
     splits: HashMap<String, HashMap<i32, usize>>,
@@ -412,6 +427,7 @@ impl Poller {
                     let Some(&split) = self.splits.get(m.topic()).and_then(|t| t.get(&m.partition())) else {
                         continue;
                     };
+                    self.behind[split].store(true, Ordering::Relaxed);
                     let (raw, next, since) = &mut pending[split];
                     if raw.is_empty() {
                         *since = Instant::now();
@@ -425,6 +441,17 @@ impl Poller {
                     }
                     if raw.len() >= self.batch_size && !self.hand_over(&mut pending[split]) {
                         return;
+                    }
+                }
+                // Caught up with a partition. The error names no topic: with several
+                // topics it counts for that partition number of each (until its next
+                // message), so a slow partition of another topic may go idle early, as it
+                // would without end tracking.
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    for (split, tp) in self.partitions.iter().enumerate() {
+                        if tp.partition == partition {
+                            self.behind[split].store(false, Ordering::Relaxed);
+                        }
                     }
                 }
                 Some(Err(e)) => {
