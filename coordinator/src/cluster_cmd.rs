@@ -303,7 +303,7 @@ fn describe_vertex(v: &VertexStatus) -> String {
 
 /// A watermark as UTC time; `-` before the first, `end` after the last.
 fn format_watermark(watermark: i64) -> String {
-    if watermark <= WATERMARK_MIN {
+    if watermark == WATERMARK_MIN {
         "-".to_string()
     } else if watermark == WATERMARK_MAX {
         "end".to_string()

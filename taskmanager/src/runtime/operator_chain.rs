@@ -155,6 +155,7 @@ mod tests {
             StreamEvent::Watermark(w) => format!("w{w}"),
             StreamEvent::Barrier(id) => format!("b{id}"),
             StreamEvent::EndOfStream => "end".into(),
+            StreamEvent::Idle(idle) => format!("i{idle}"),
         }
     }
 

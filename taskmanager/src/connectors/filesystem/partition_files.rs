@@ -122,7 +122,7 @@ fn publish_pending(p: &PartitionToCommit<'_>) -> Result<(), TaskError> {
         match fs::rename(e.path(), &to) {
             Ok(()) => published += 1,
             Err(err) if err.kind() == ErrorKind::NotFound => {}
-            Err(err) => return Err(TaskError::io("publishing part file", &e.path(), err)),
+            Err(err) => return Err(TaskError::io("publishing part file", e.path(), err)),
         }
     }
     if published > 0 {
@@ -147,13 +147,13 @@ fn finish_plan(dir: &Path) -> Result<(), TaskError> {
         match fs::rename(dir.join(&m.hidden), dir.join(&m.name)) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(TaskError::io("publishing merged file", &dir.join(&m.hidden), e)),
+            Err(e) => return Err(TaskError::io("publishing merged file", dir.join(&m.hidden), e)),
         }
         for part in &m.parts {
             match fs::remove_file(dir.join(part)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(TaskError::io("removing merged part", &dir.join(part), e)),
+                Err(e) => return Err(TaskError::io("removing merged part", dir.join(part), e)),
             }
         }
     }
