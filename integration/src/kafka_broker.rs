@@ -103,6 +103,26 @@ impl KafkaBroker {
 }
 
 impl KafkaBroker {
+    /// The offsets group `group` committed for partitions `0..partitions` of `topic`
+    /// (-1 where it has none).
+    pub fn committed_offsets(&self, group: &str, topic: &str, partitions: i32) -> Result<Vec<i64>> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.address)
+            .set("group.id", group)
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+        Ok((0..partitions)
+            .map(|p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => -1,
+            })
+            .collect())
+    }
+
     /// Every record of partition `partition` of `topic`, oldest first (reads up to the
     /// end offset as of the call).
     pub fn read_partition(&self, topic: &str, partition: i32) -> Result<Vec<Vec<u8>>> {

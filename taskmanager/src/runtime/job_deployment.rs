@@ -235,6 +235,11 @@ pub fn deploy(
                     if let Some(position) = ctx.restore.as_ref().and_then(|r| r.sources.get(&(task.id, s))) {
                         reader.seek(position)?;
                     }
+                    *ctx.metrics
+                        .checkpoint(task.id, s)
+                        .on_source_complete
+                        .lock()
+                        .expect("on_complete lock") = reader.on_checkpoint_complete();
                     let decoder = format
                         .as_ref()
                         .map(|_| JsonDecoder::new(head.schema.clone(), &head.name, batch_size));

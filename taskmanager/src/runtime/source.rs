@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use weir_common::source_position::SourcePosition;
 
 use crate::error::TaskError;
+use crate::runtime::subtask_metrics::OnSourceCheckpointComplete;
 
 /// Raw records in one buffer, each followed by a newline (so a decoder never reads two
 /// records as one token), with where each came from.
@@ -81,6 +82,12 @@ pub trait SourceReader: Send {
     /// idle however long it is quiet). Readers that cannot tell say no.
     fn split_behind(&self, _split: usize) -> bool {
         false
+    }
+
+    /// What to do with the position of a completed checkpoint (see
+    /// `CheckpointProgress::on_source_complete`); most readers need nothing.
+    fn on_checkpoint_complete(&self) -> Option<OnSourceCheckpointComplete> {
+        None
     }
 
     /// How status names split `split` (a Kafka reader: `topic/partition`).

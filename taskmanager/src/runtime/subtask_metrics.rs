@@ -70,6 +70,9 @@ impl SubtaskMetrics {
 /// What a two-phase sink does when a checkpoint completes (publish what it pre-committed).
 pub type OnCheckpointComplete = Box<dyn Fn(u64) + Send + Sync>;
 
+/// What a source does with the position a completed checkpoint recorded.
+pub type OnSourceCheckpointComplete = Box<dyn Fn(&SourcePosition) + Send + Sync>;
+
 /// A subtask's part in checkpoints: the newest checkpoint whose barrier it passed on, for
 /// a source where it stood when it emitted that barrier, and for a two-phase sink how to
 /// tell it that a checkpoint completed.
@@ -78,6 +81,9 @@ pub struct CheckpointProgress {
     pub acknowledged: AtomicU64,
     pub source_position: Mutex<Option<(u64, SourcePosition)>>,
     pub on_complete: Mutex<Option<OnCheckpointComplete>>,
+    /// What a source does with its position at a completed checkpoint (a Kafka source
+    /// commits the offsets to its consumer group, for monitoring).
+    pub on_source_complete: Mutex<Option<OnSourceCheckpointComplete>>,
     /// The chain's state snapshots and their uploads.
     pub state: Mutex<SnapshotProgress>,
     /// The last barrier alignment at the chain's input: (checkpoint, milliseconds).
@@ -101,6 +107,11 @@ impl CheckpointProgress {
         self.state.lock().expect("state lock").complete(id);
         if let Some(f) = &*self.on_complete.lock().expect("on_complete lock") {
             f(id);
+        }
+        if let Some(position) = self.position_at(id)
+            && let Some(f) = &*self.on_source_complete.lock().expect("on_complete lock")
+        {
+            f(&position);
         }
     }
 

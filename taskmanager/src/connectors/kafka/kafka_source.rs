@@ -3,7 +3,9 @@
 //! (so each partition keeps its own watermark) through a bounded channel: a slow job
 //! stops the polling, and librdkafka's own fetch buffers bound what waits in between.
 //! Offsets are tracked from the chunks handed out, so a checkpoint records exactly what
-//! went downstream; the group's committed offsets are only read (for `start: committed`).
+//! went downstream. When a checkpoint completes, its offsets are committed to the consumer
+//! group (asynchronously, by the consumer thread) so lag monitors see progress; restores
+//! never read them (`start: committed` does, on a first run).
 //! Watermark alignment pauses partitions through flags the consumer thread applies
 //! (librdkafka `pause`/`resume`) before its next poll.
 
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -25,6 +27,7 @@ use weir_common::spec::{KafkaSourceSpec, KafkaStart};
 use super::partition_assignment::{TopicPartition, assigned_partitions};
 use crate::error::TaskError;
 use crate::runtime::source::{RawRecords, SourceOutput, SourceReader, foreign_position};
+use crate::runtime::subtask_metrics::OnSourceCheckpointComplete;
 
 /// Every call to a broker (metadata, committed offsets, offsets for times) gives up after
 /// this long.
@@ -60,7 +63,15 @@ pub struct KafkaSource {
     /// The next offset of each split, as far as chunks were handed out.
     next_offsets: Vec<Option<i64>>,
     running: Option<Running>,
+    /// Offsets of completed checkpoints, to commit to the group; the receiver goes to the
+    /// consumer thread when it starts.
+    commits: flume::Sender<Vec<KafkaOffset>>,
+    commits_rx: Option<flume::Receiver<Vec<KafkaOffset>>>,
 }
+
+/// Completed checkpoints waiting to be committed to the group (older ones are skipped
+/// when the consumer thread is behind: a newer commit covers them).
+const PENDING_COMMITS: usize = 2;
 
 struct Running {
     chunks: flume::Receiver<Chunk>,
@@ -81,7 +92,10 @@ impl Drop for Running {
 
 impl KafkaSource {
     pub fn new(vertex: &str, job: &str, spec: &KafkaSourceSpec, subtask: u32, parallelism: u32) -> Self {
+        let (commits, commits_rx) = flume::bounded(PENDING_COMMITS);
         Self {
+            commits,
+            commits_rx: Some(commits_rx),
             settings: Arc::new(Settings {
                 vertex: vertex.to_string(),
                 group_id: spec.group_id.clone().unwrap_or_else(|| format!("weir-{job}")),
@@ -124,7 +138,11 @@ impl Settings {
     /// Connects, learns the partitions, decides where each starts, and starts the
     /// consumer thread; returns the subtask's partitions. Runs on a blocking thread:
     /// every librdkafka call here waits.
-    fn start(&self, restored: &HashMap<TopicPartition, i64>) -> Result<(Vec<TopicPartition>, Running), TaskError> {
+    fn start(
+        &self,
+        restored: &HashMap<TopicPartition, i64>,
+        commits: flume::Receiver<Vec<KafkaOffset>>,
+    ) -> Result<(Vec<TopicPartition>, Running), TaskError> {
         let consumer = self.consumer()?;
         let mut topics = Vec::with_capacity(self.spec.topics.len());
         for topic in &self.spec.topics {
@@ -189,6 +207,8 @@ impl Settings {
                 .collect(),
             ends,
             done: done.clone(),
+            commits,
+            group_id: self.group_id.clone(),
             paused: paused.clone(),
             behind: behind.clone(),
             partitions: partitions.clone(),
@@ -283,7 +303,10 @@ impl SourceReader for KafkaSource {
         async move {
             if self.running.is_none() {
                 let (settings, restored) = (self.settings.clone(), self.restored.clone());
-                let (partitions, running) = tokio::task::spawn_blocking(move || settings.start(&restored))
+                let commits = self.commits_rx.take().ok_or_else(|| {
+                    TaskError::Disconnected(format!("Kafka source {} started twice", self.settings.vertex))
+                })?;
+                let (partitions, running) = tokio::task::spawn_blocking(move || settings.start(&restored, commits))
                     .await
                     .map_err(|e| TaskError::Disconnected(format!("Kafka source start: {e}")))??;
                 self.next_offsets = vec![None; partitions.len()];
@@ -355,6 +378,15 @@ impl SourceReader for KafkaSource {
         }
     }
 
+    fn on_checkpoint_complete(&self) -> Option<OnSourceCheckpointComplete> {
+        let commits = self.commits.clone();
+        Some(Box::new(move |position| {
+            if let SourcePosition::Kafka { offsets } = position {
+                let _ = commits.try_send(offsets.clone());
+            }
+        }))
+    }
+
     fn split_behind(&self, split: usize) -> bool {
         self.running
             .as_ref()
@@ -377,6 +409,9 @@ struct Poller {
     ends: Vec<Option<i64>>,
     finished: Vec<bool>,
     done: Arc<AtomicBool>,
+    /// Offsets of completed checkpoints to commit to `group_id`.
+    commits: flume::Receiver<Vec<KafkaOffset>>,
+    group_id: String,
     /// Alignment's wishes per split, and the partitions they name.
     paused: Arc<[AtomicBool]>,
     /// Set per split by a message, cleared when librdkafka reports the partition's end.
@@ -413,6 +448,7 @@ impl Poller {
         let mut applied = vec![false; self.partitions.len()];
         while !self.stop.load(Ordering::Relaxed) {
             self.apply_pauses(&mut applied);
+            self.commit_completed();
             if self.bounded && finished.iter().all(|f| *f) {
                 for p in pending.iter_mut() {
                     if !p.0.is_empty() && !self.hand_over(p) {
@@ -466,6 +502,30 @@ impl Poller {
                     return;
                 }
             }
+        }
+    }
+
+    /// Commits the offsets of the latest completed checkpoint to the group (for lag
+    /// monitoring; a failed commit is retried by the next checkpoint's).
+    fn commit_completed(&self) {
+        let Some(offsets) = self.commits.try_iter().last() else {
+            return;
+        };
+        let mut list = TopicPartitionList::new();
+        for o in offsets {
+            let own = self.splits.get(&o.topic).is_some_and(|t| t.contains_key(&o.partition));
+            if own
+                && list
+                    .add_partition_offset(&o.topic, o.partition, Offset::Offset(o.next))
+                    .is_err()
+            {
+                return;
+            }
+        }
+        if list.count() > 0
+            && let Err(e) = self.consumer.commit(&list, CommitMode::Async)
+        {
+            tracing::warn!(source = %self.vertex, group = %self.group_id, error = %e, "committing checkpointed offsets to the group");
         }
     }
 
