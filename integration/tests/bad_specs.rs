@@ -143,3 +143,26 @@ fn kafka_source_fields() {
         ],
     );
 }
+
+#[test]
+fn alignment_and_partition_commit_fields() {
+    let text = r#"{"name": "bad", "sources": [{"id": "gen",
+        "generator": {"workload": "w3_events", "events": 10},
+        "event_time": {"column": "ts", "alignment": {"group": " ", "max_drift_ms": 0}}}],
+      "sinks": [{"id": "out", "input": "gen", "parquet": {"path": "/tmp/x",
+        "commit": {"target_file_bytes": 1000, "idle_timeout_ms": 0,
+                   "notice": {"bootstrap_servers": "", "topic": ""}}}}]}"#;
+    assert_refused(
+        text,
+        &[
+            "sources[0].event_time.alignment: only Kafka sources can be aligned",
+            "sources[0].event_time.alignment.group",
+            "sources[0].event_time.alignment.max_drift_ms",
+            "sinks[0].parquet.commit: needs checkpoints",
+            "sinks[0].parquet.commit.target_file_bytes",
+            "sinks[0].parquet.commit.idle_timeout_ms",
+            "sinks[0].parquet.commit.notice.bootstrap_servers",
+            "sinks[0].parquet.commit.notice.topic",
+        ],
+    );
+}
