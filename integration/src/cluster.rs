@@ -228,7 +228,6 @@ impl Drop for ClusterSandbox {
     }
 }
 
-/// `records in` of one vertex's line of `coordinator status` (0 when it is not there).
 /// The first line of `coordinator status` (job, state, attempt).
 pub fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or_default()
@@ -276,6 +275,17 @@ impl ClusterSandbox {
     }
 }
 
+/// The id of the last completed checkpoint in `coordinator status` (0 before the first).
+pub fn last_checkpoint(status: &str) -> u64 {
+    status
+        .split("checkpoints: last ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|id| id.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `records in` of one vertex's line of `coordinator status` (0 when it is not there).
 pub fn vertex_records_in(status: &str, vertex: &str) -> u64 {
     status
         .lines()

@@ -7,22 +7,12 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::time::Duration;
 
-use weir_integration::cluster::{ClusterSandbox, first_line, vertex_records_in};
+use weir_integration::cluster::{ClusterSandbox, first_line, last_checkpoint, vertex_records_in};
 use weir_integration::kafka_broker::KafkaBroker;
 use weir_integration::{files_below, int64_values};
 
 const PARTITIONS: i32 = 8;
 const PER_PARTITION: i64 = 50_000;
-
-/// The id of the last completed checkpoint in `coordinator status` (0 before the first).
-fn last_checkpoint(status: &str) -> u64 {
-    status
-        .split("checkpoints: last ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|id| id.parse().ok())
-        .unwrap_or(0)
-}
 
 #[test]
 fn after_a_task_manager_loss_every_kafka_record_is_committed_once() {

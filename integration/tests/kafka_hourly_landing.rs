@@ -17,7 +17,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use weir_integration::cluster::{ClusterSandbox, first_line, vertex_records_in};
+use weir_integration::cluster::{ClusterSandbox, first_line, last_checkpoint, vertex_records_in};
 use weir_integration::int64_values;
 use weir_integration::kafka_broker::KafkaBroker;
 
@@ -148,15 +148,6 @@ fn notified_commits(status: &str) -> usize {
         .lines()
         .filter(|l| l.trim_start().starts_with("committed ") && l.contains("notice sent"))
         .count()
-}
-
-fn last_checkpoint(status: &str) -> u64 {
-    status
-        .split("checkpoints: last ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|id| id.parse().ok())
-        .unwrap_or(0)
 }
 
 struct Landed {
