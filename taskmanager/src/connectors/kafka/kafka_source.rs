@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use weir_common::source_position::{KafkaOffset, SourcePosition};
 use weir_common::spec::{KafkaSourceSpec, KafkaStart};
@@ -44,6 +46,27 @@ const CHANNEL_CHUNKS: usize = 4;
 
 /// A partition's records and the offset after the last of them.
 type Chunk = (RawRecords, i64);
+
+/// librdkafka's client callbacks: its error callback also reports every partition end
+/// (the consumer sees those as events, which is how partitions become idle), so ends are
+/// not logged; other client errors are warnings (librdkafka retries them itself).
+struct SourceContext {
+    vertex: String,
+}
+
+impl ClientContext for SourceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let end = matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        );
+        if !end {
+            tracing::warn!(source = %self.vertex, error = %error, reason, "Kafka client");
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {}
 
 /// What starting the consumer needs, shared with the blocking thread that does it.
 struct Settings {
@@ -119,7 +142,7 @@ impl Settings {
         }
     }
 
-    fn consumer(&self) -> Result<BaseConsumer, TaskError> {
+    fn consumer(&self) -> Result<BaseConsumer<SourceContext>, TaskError> {
         let mut config = ClientConfig::new();
         for (k, v) in &self.spec.properties {
             config.set(k, v);
@@ -131,7 +154,9 @@ impl Settings {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest")
-            .create()
+            .create_with_context(SourceContext {
+                vertex: self.vertex.clone(),
+            })
             .map_err(|e| self.error(format!("cannot create a Kafka consumer: {e}")))
     }
 
@@ -247,7 +272,7 @@ impl Settings {
     /// Where each partition starts: the restored offset, else as `start` says.
     fn start_offsets(
         &self,
-        consumer: &BaseConsumer,
+        consumer: &BaseConsumer<SourceContext>,
         partitions: &[TopicPartition],
         restored: &HashMap<TopicPartition, i64>,
     ) -> Result<Vec<Offset>, TaskError> {
@@ -403,7 +428,7 @@ impl SourceReader for KafkaSource {
 
 /// The consumer thread: polls, gathers records per partition, hands chunks over.
 struct Poller {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<SourceContext>,
     bounded: bool,
     /// A bounded source's end offset per split, and whether the split reached it.
     ends: Vec<Option<i64>>,
