@@ -181,36 +181,38 @@ impl ParquetSink {
         let Some((clock, late_output)) = &mut self.commit else {
             return Ok(batch);
         };
-        let now = Instant::now();
         let before = clock.late_before();
         let ts = event_times(&batch, self.event_time_column);
-        let scheme = clock.scheme();
-        let buckets: BTreeSet<i64> = ts.iter().filter(|t| **t >= before).map(|t| scheme.bucket(*t)).collect();
-        let max_ts = ts.iter().copied().filter(|t| *t >= before).max().unwrap_or(i64::MIN);
-        clock.wrote(buckets, max_ts, now);
-        if ts.iter().all(|t| *t >= before) {
+        let (mut buckets, mut max_ts, mut late_count) = (BTreeSet::new(), i64::MIN, 0);
+        for t in ts {
+            if *t < before {
+                late_count += 1;
+            } else {
+                buckets.insert(clock.scheme().bucket(*t));
+                max_ts = max_ts.max(*t);
+            }
+        }
+        clock.wrote(buckets, max_ts, Instant::now());
+        if late_count == 0 {
             return Ok(batch);
         }
         let late = BooleanArray::from_iter(ts.iter().map(|t| Some(*t < before)));
         let on_time = not(&late).map_err(|e| TaskError::arrow(&self.name, e))?;
         let late_rows = filter_record_batch(&batch, &late).map_err(|e| TaskError::arrow(&self.name, e))?;
-        SubtaskMetrics::add(&self.metrics.late_records, late_rows.num_rows() as u64);
+        SubtaskMetrics::add(&self.metrics.late_records, late_count);
         let origin: Arc<str> = Arc::from(self.name.as_str());
-        for (i, raw) in rows_as_json(&late_rows)
-            .map_err(|e| TaskError::arrow(&self.name, e))?
-            .into_iter()
-            .enumerate()
-        {
-            let t = event_times(&late_rows, self.event_time_column)[i];
+        let late_ts = event_times(&late_rows, self.event_time_column);
+        let rows = rows_as_json(&late_rows).map_err(|e| TaskError::arrow(&self.name, e))?;
+        for (t, raw) in late_ts.iter().zip(rows) {
             late_output
                 .send(DeadLetter {
                     source: origin.clone(),
                     subtask: self.subtask,
                     origin: origin.clone(),
-                    position: t as u64,
+                    position: *t as u64,
                     reason: format!(
-                        "late: partition {} is complete (commit watermark {before} passed it)",
-                        clock.scheme().directory(clock.scheme().bucket(t))
+                        "late: partition {} is complete (rows before {before} are late)",
+                        clock.scheme().directory(clock.scheme().bucket(*t))
                     ),
                     raw,
                 })

@@ -18,13 +18,13 @@ use std::path::{Path, PathBuf};
 
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::{Compression as ParquetCompression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use serde::{Deserialize, Serialize};
 use weir_common::spec::Compression;
 
 use super::file_io::sync_dir;
+use super::partitioned_writer::parquet_compression;
 use crate::error::TaskError;
 
 const PLAN: &str = ".compaction-plan.json";
@@ -223,12 +223,9 @@ fn merge(parts: &[&Path], to: &Path, compression: Compression) -> Result<(), Tas
         let path = path.to_path_buf();
         move |source| TaskError::Parquet { path, source }
     };
-    let compression = match compression {
-        Compression::Zstd => ParquetCompression::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1")),
-        Compression::Snappy => ParquetCompression::SNAPPY,
-        Compression::None => ParquetCompression::UNCOMPRESSED,
-    };
-    let props = WriterProperties::builder().set_compression(compression).build();
+    let props = WriterProperties::builder()
+        .set_compression(parquet_compression(compression))
+        .build();
     let out = File::create(to).map_err(io("creating", to))?;
     let mut writer: Option<ArrowWriter<File>> = None;
     let mut out = Some(out);

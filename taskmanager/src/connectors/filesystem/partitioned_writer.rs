@@ -88,6 +88,16 @@ struct OpenPart {
     opened: Instant,
 }
 
+/// The Parquet codec of a sink's `compression` (zstd at level 1: most of zstd's ratio at
+/// a fraction of its higher levels' CPU).
+pub(super) fn parquet_compression(compression: Compression) -> ParquetCompression {
+    match compression {
+        Compression::Zstd => ParquetCompression::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1")),
+        Compression::Snappy => ParquetCompression::SNAPPY,
+        Compression::None => ParquetCompression::UNCOMPRESSED,
+    }
+}
+
 impl PartitionedWriter {
     pub fn new(
         spec: &ParquetSinkSpec,
@@ -96,11 +106,7 @@ impl PartitionedWriter {
         run_id: &str,
         subtask: u32,
     ) -> Self {
-        let compression = match spec.compression {
-            Compression::Zstd => ParquetCompression::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1")),
-            Compression::Snappy => ParquetCompression::SNAPPY,
-            Compression::None => ParquetCompression::UNCOMPRESSED,
-        };
+        let compression = parquet_compression(spec.compression);
         let event_time_name = schema.field(event_time_column).name().clone();
         Self {
             root: PathBuf::from(&spec.path),
