@@ -11,8 +11,8 @@ use arrow_schema::SchemaRef;
 use serde::Serialize;
 
 use crate::spec::{
-    BlackholeSinkSpec, FileSourceSpec, FormatSpec, GeneratorSpec, KafkaSourceSpec, ParquetSinkSpec, ProjectColumn,
-    WatermarkAlignmentSpec, WindowAggregateSpec,
+    BlackholeSinkSpec, FileSourceSpec, FormatSpec, GeneratorSpec, KafkaSinkSpec, KafkaSourceSpec, ParquetSinkSpec,
+    ProjectColumn, WatermarkAlignmentSpec, WindowAggregateSpec,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -28,6 +28,7 @@ pub enum SourceConnector {
 #[derive(Debug, Clone)]
 pub enum SinkConnector {
     Parquet(ParquetSinkSpec),
+    Kafka(KafkaSinkSpec),
     Blackhole(BlackholeSinkSpec),
 }
 

@@ -26,6 +26,36 @@ pub fn arrow_type(t: FieldType) -> DataType {
     }
 }
 
+/// The spec's column type of an Arrow type, where there is one.
+pub fn field_type(t: &DataType) -> Option<FieldType> {
+    Some(match t {
+        DataType::Boolean => FieldType::Boolean,
+        DataType::Int32 => FieldType::Int32,
+        DataType::Int64 => FieldType::Int64,
+        DataType::UInt64 => FieldType::Uint64,
+        DataType::Float32 => FieldType::Float32,
+        DataType::Float64 => FieldType::Float64,
+        DataType::Utf8 => FieldType::String,
+        DataType::Timestamp(TimeUnit::Millisecond, _) => FieldType::TimestampMs,
+        _ => return None,
+    })
+}
+
+/// A stream's columns as the spec declares them (`None` if a type has no spec name).
+pub fn fields_of(schema: &Schema) -> Option<Vec<FieldSpec>> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| {
+            Some(FieldSpec {
+                name: f.name().clone(),
+                data_type: field_type(f.data_type())?,
+                nullable: f.is_nullable(),
+            })
+        })
+        .collect()
+}
+
 pub fn schema_from_fields(fields: &[FieldSpec]) -> SchemaRef {
     Arc::new(Schema::new(
         fields

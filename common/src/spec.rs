@@ -180,11 +180,20 @@ pub enum KafkaStart {
     Timestamp,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum FormatSpec {
     /// One JSON object per record; fields not in the schema are ignored.
     Json,
+    /// One protobuf message per record (Kafka sources). Columns read the message's fields
+    /// of the same name; fields not in the schema are ignored.
+    Protobuf {
+        /// A compiled descriptor set (`protoc --include_imports
+        /// --descriptor_set_out=FILE`), readable by the coordinators and task managers.
+        descriptor_set: String,
+        /// The message type's full name, e.g. `logs.v1.LogLine`.
+        message: String,
+    },
 }
 
 /// A column of a stream.
@@ -318,7 +327,7 @@ pub enum AggregateFunction {
     Max,
 }
 
-/// A sink: `id`, `input`, and exactly one of `parquet` or `blackhole`.
+/// A sink: `id`, `input`, and exactly one of `parquet`, `kafka` or `blackhole`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SinkSpec {
@@ -329,7 +338,70 @@ pub struct SinkSpec {
     #[serde(default)]
     pub parquet: Option<ParquetSinkSpec>,
     #[serde(default)]
+    pub kafka: Option<KafkaSinkSpec>,
+    #[serde(default)]
     pub blackhole: Option<BlackholeSinkSpec>,
+}
+
+fn default_transaction_timeout_ms() -> u64 {
+    // The brokers' default `transaction.max.timeout.ms`.
+    15 * 60 * 1000
+}
+
+/// Rows as records on Kafka topics: one JSON object (or protobuf message) per row, to a fixed `topic` or to the
+/// topic `topic_expr` computes from each row (a new topic needs no restart: the producer
+/// learns it from the broker, which must have it or create it automatically).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkSpec {
+    /// `host:port[,host:port...]`.
+    pub bootstrap_servers: String,
+    /// The topic of every record (exactly one of `topic` and `topic_expr`).
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// A SQL expression over the row yielding its topic name, e.g.
+    /// `'clicks-' || lower(country)`. A row whose topic is null or not a valid topic name
+    /// goes to the dead-letter output.
+    #[serde(default)]
+    pub topic_expr: Option<String>,
+    /// Column whose value (as text) is the record key; absent: records have no key.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// How rows are encoded: `{"type": "json"}` (default; timestamps as ISO-8601 text) or
+    /// `{"type": "protobuf", "descriptor_set", "message"}` (every column to the message
+    /// field of its name; nulls left unset).
+    #[serde(default)]
+    pub format: Option<FormatSpec>,
+    #[serde(default)]
+    pub delivery: KafkaDelivery,
+    /// `exactly_once`: the prefix of the transactional ids, `<prefix>-<subtask>-<n>`.
+    /// Ids must not be shared with another job. Default: `weir-<job name>-<sink id>`.
+    #[serde(default)]
+    pub transactional_id_prefix: Option<String>,
+    /// `exactly_once`: how long the broker keeps a transaction open before aborting it.
+    /// Must exceed the checkpoint interval plus the checkpoint timeout (a transaction
+    /// stays open until its checkpoint completes), and may not exceed the broker's
+    /// `transaction.max.timeout.ms` (checked when the sink starts).
+    #[serde(default = "default_transaction_timeout_ms")]
+    pub transaction_timeout_ms: u64,
+    /// librdkafka producer properties passed through (e.g. `compression.type`,
+    /// `linger.ms`); those Weir sets itself are refused.
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+/// What a Kafka sink guarantees.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaDelivery {
+    /// Idempotent producer, flushed at every checkpoint barrier: no record is lost, and
+    /// retries never duplicate; records after the restored checkpoint are written again
+    /// after a crash.
+    #[default]
+    AtLeastOnce,
+    /// Kafka transactions, committed when the checkpoint completes (needs `checkpoint`;
+    /// consumers read with `isolation.level=read_committed`).
+    ExactlyOnce,
 }
 
 fn default_partition_pattern() -> String {

@@ -10,12 +10,14 @@ use chrono::format::{Item, StrftimeItems};
 
 use crate::expr;
 use crate::graph::{Edge, EdgePartitioning, JobGraph, SinkConnector, SourceConnector, Vertex, VertexId, VertexKind};
+use crate::protobuf_schema::ProtobufSchemaError;
 use crate::schema::{
     generator_schema, is_event_time_type, is_key_type, is_numeric, is_orderable, schema_from_fields, timestamp_ms,
 };
 use crate::spec::{
-    AggregateFunction, GeneratorWorkload, JobSpec, KafkaSourceSpec, KafkaStart, MAX_RETAINED_CHECKPOINTS, OperatorSpec,
-    PartitionCommitSpec, SinkSpec, SourceSpec, WindowAggregateSpec,
+    AggregateFunction, FieldSpec, FormatSpec, GeneratorWorkload, JobSpec, KafkaDelivery, KafkaSinkSpec,
+    KafkaSourceSpec, KafkaStart, MAX_RETAINED_CHECKPOINTS, OperatorSpec, PartitionCommitSpec, SinkSpec, SourceSpec,
+    WindowAggregateSpec,
 };
 use crate::spec_error::{SpecError, SpecErrors};
 
@@ -29,6 +31,17 @@ pub const KAFKA_PROPERTIES_WEIR_SETS: &[&str] = &[
     "enable.auto.offset.store",
     "auto.offset.reset",
     "enable.partition.eof",
+];
+/// librdkafka producer properties a Kafka sink sets from its own fields or needs as they
+/// are (its delivery guarantee rests on them).
+pub const KAFKA_PRODUCER_PROPERTIES_WEIR_SETS: &[&str] = &[
+    "bootstrap.servers",
+    "enable.idempotence",
+    "transactional.id",
+    "transaction.timeout.ms",
+    "acks",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
 ];
 /// Below this, barriers would follow each other faster than a heartbeat reports them.
 const MIN_CHECKPOINT_INTERVAL_MS: u64 = 100;
@@ -385,6 +398,37 @@ impl<'a> Validator<'a> {
         }
     }
 
+    fn protobuf_format(
+        &mut self,
+        path: &str,
+        connector: &SourceConnector,
+        descriptor_set: &str,
+        message: &str,
+        fields: &[FieldSpec],
+    ) {
+        if !matches!(connector, SourceConnector::Kafka(_)) {
+            self.err(
+                format!("{path}.format"),
+                "protobuf records need a Kafka source (files are read as JSON lines)",
+            );
+            return;
+        }
+        let message = match crate::protobuf_schema::load_message(descriptor_set, message) {
+            Ok(m) => m,
+            Err(e @ ProtobufSchemaError::DescriptorSet { .. }) => {
+                return self.err(format!("{path}.format.descriptor_set"), e.to_string());
+            }
+            Err(e @ ProtobufSchemaError::UnknownMessage { .. }) => {
+                return self.err(format!("{path}.format.message"), e.to_string());
+            }
+        };
+        for (i, f) in fields.iter().enumerate() {
+            if let Err(e) = crate::protobuf_schema::field_for(&message, f) {
+                self.err(format!("{path}.schema[{i}]"), e);
+            }
+        }
+    }
+
     fn source(&mut self, path: &str, s: &SourceSpec) -> Option<(VertexKind, SchemaRef, String)> {
         let connector = match (&s.generator, &s.file, &s.kafka) {
             (Some(g), None, None) => {
@@ -445,6 +489,13 @@ impl<'a> Validator<'a> {
                 return None;
             };
             self.check_fields(&format!("{path}.schema"), fields)?;
+            if let Some(FormatSpec::Protobuf {
+                descriptor_set,
+                message,
+            }) = &s.format
+            {
+                self.protobuf_format(path, &connector, descriptor_set, message, fields);
+            }
             schema_from_fields(fields)
         } else {
             let SourceConnector::Generator(g) = &connector else {
@@ -718,9 +769,114 @@ impl<'a> Validator<'a> {
         }
     }
 
+    fn kafka_sink(&mut self, path: &str, k: &KafkaSinkSpec, up: &Vertex) {
+        if k.bootstrap_servers.trim().is_empty() {
+            self.err(
+                format!("{path}.bootstrap_servers"),
+                "must name at least one broker (host:port)",
+            );
+        }
+        match (&k.topic, &k.topic_expr) {
+            (Some(t), None) => {
+                if let Err(e) = check_topic_name(t) {
+                    self.err(format!("{path}.topic"), e);
+                }
+            }
+            (None, Some(e)) => match crate::expr::compile(e, &up.schema) {
+                Ok(c) if !matches!(c.data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => self.err(
+                    format!("{path}.topic_expr"),
+                    format!("yields {}, not a string (a topic name)", c.data_type),
+                ),
+                Ok(_) => {}
+                Err(msg) => self.err(format!("{path}.topic_expr"), msg),
+            },
+            _ => self.err(path, "needs exactly one of: topic, topic_expr"),
+        }
+        if let Some(key) = &k.key
+            && up.schema.field_with_name(key).is_err()
+        {
+            self.err(
+                format!("{path}.key"),
+                format!("unknown column '{key}' (columns: {})", column_list(&up.schema)),
+            );
+        }
+        if let Some(FormatSpec::Protobuf {
+            descriptor_set,
+            message,
+        }) = &k.format
+        {
+            match crate::protobuf_schema::load_message(descriptor_set, message) {
+                Ok(m) => {
+                    for f in up.schema.fields() {
+                        let checked = crate::schema::field_type(f.data_type())
+                            .ok_or_else(|| {
+                                format!(
+                                    "column '{}' is {}, which protobuf output does not support",
+                                    f.name(),
+                                    f.data_type()
+                                )
+                            })
+                            .and_then(|t| crate::protobuf_schema::output_field_for(&m, f.name(), t));
+                        if let Err(e) = checked {
+                            self.err(format!("{path}.format"), e);
+                        }
+                    }
+                }
+                Err(e @ ProtobufSchemaError::DescriptorSet { .. }) => {
+                    self.err(format!("{path}.format.descriptor_set"), e.to_string())
+                }
+                Err(e @ ProtobufSchemaError::UnknownMessage { .. }) => {
+                    self.err(format!("{path}.format.message"), e.to_string())
+                }
+            }
+        }
+        for key in k.properties.keys() {
+            if KAFKA_PRODUCER_PROPERTIES_WEIR_SETS.contains(&key.as_str()) {
+                self.err(
+                    format!("{path}.properties.{key}"),
+                    "is set by Weir (use the sink's own fields)",
+                );
+            }
+        }
+        if k.delivery == KafkaDelivery::AtLeastOnce {
+            if k.transactional_id_prefix.is_some() {
+                self.err(
+                    format!("{path}.transactional_id_prefix"),
+                    "only applies with delivery: exactly_once",
+                );
+            }
+            return;
+        }
+        let Some(c) = &self.spec.checkpoint else {
+            self.err(
+                format!("{path}.delivery"),
+                "exactly_once needs checkpoints (`checkpoint`): transactions commit when a checkpoint completes",
+            );
+            return;
+        };
+        let needed = c.interval_ms + c.timeout_ms;
+        if k.transaction_timeout_ms <= needed {
+            self.err(
+                format!("{path}.transaction_timeout_ms"),
+                format!(
+                    "{} ms would let the broker abort a transaction before its checkpoint completes: it must exceed checkpoint.interval_ms + checkpoint.timeout_ms ({needed} ms)",
+                    k.transaction_timeout_ms
+                ),
+            );
+        }
+        if let Some(p) = &k.transactional_id_prefix
+            && (p.is_empty() || p.chars().any(char::is_whitespace))
+        {
+            self.err(
+                format!("{path}.transactional_id_prefix"),
+                "must be non-empty, without spaces",
+            );
+        }
+    }
+
     fn sink(&mut self, path: &str, s: &SinkSpec, up: &Vertex) -> Option<(VertexKind, SchemaRef, String)> {
-        let connector = match (&s.parquet, &s.blackhole) {
-            (Some(p), None) => {
+        let connector = match (&s.parquet, &s.kafka, &s.blackhole) {
+            (Some(p), None, None) => {
                 if p.path.trim().is_empty() {
                     self.err(format!("{path}.parquet.path"), "must not be empty");
                 }
@@ -738,7 +894,11 @@ impl<'a> Validator<'a> {
                 }
                 SinkConnector::Parquet(p.clone())
             }
-            (None, Some(b)) => {
+            (None, Some(k), None) => {
+                self.kafka_sink(&format!("{path}.kafka"), k, up);
+                SinkConnector::Kafka(k.clone())
+            }
+            (None, None, Some(b)) => {
                 for (i, c) in b.sum_columns.iter().enumerate() {
                     match up.schema.field_with_name(c) {
                         Err(_) => self.err(
@@ -762,7 +922,7 @@ impl<'a> Validator<'a> {
                 SinkConnector::Blackhole(b.clone())
             }
             _ => {
-                self.err(path, "needs exactly one of: parquet, blackhole");
+                self.err(path, "needs exactly one of: parquet, kafka, blackhole");
                 return None;
             }
         };
@@ -821,6 +981,24 @@ fn describe(schema: &SchemaRef) -> String {
         .map(|f| format!("{} {}", f.name(), f.data_type()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Kafka's rule for topic names: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn check_topic_name(topic: &str) -> Result<(), String> {
+    let valid = !topic.is_empty()
+        && topic.len() <= 249
+        && topic != "."
+        && topic != ".."
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{topic:?} is not a valid topic name (1 to 249 of letters, digits, '.', '_', '-')"
+        ))
+    }
 }
 
 /// A partition pattern must be a valid strftime pattern that yields a relative path.

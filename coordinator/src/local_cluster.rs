@@ -142,7 +142,7 @@ fn summarize(graph: &JobGraph, metrics: &JobMetrics, ended: &AttemptState, elaps
         }
         let path = match connector {
             SinkConnector::Parquet(p) => Some(p.path.clone()),
-            SinkConnector::Blackhole(_) => None,
+            SinkConnector::Kafka(_) | SinkConnector::Blackhole(_) => None,
         };
         sinks.push(SinkSummary::new(v.name.clone(), path, report));
     }

@@ -294,3 +294,14 @@ pub fn vertex_records_in(status: &str, vertex: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
+
+/// A number after `label` on the status line of `vertex` (0 when absent).
+pub fn vertex_figure(status: &str, vertex: &str, label: &str) -> i64 {
+    status
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{vertex} ")))
+        .and_then(|l| l.split(label).nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}

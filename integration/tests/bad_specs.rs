@@ -166,3 +166,76 @@ fn alignment_and_partition_commit_fields() {
         ],
     );
 }
+
+#[test]
+fn kafka_sink_fields() {
+    let sink = |kafka: &str, checkpoint: &str| {
+        format!(
+            r#"{{"name": "bad", "sources": [{SOURCE}], {checkpoint}
+                "sinks": [{{"id": "out", "input": "logs", "kafka": {kafka}}}]}}"#
+        )
+    };
+    assert_refused(
+        &sink(
+            r#"{"bootstrap_servers": "", "topic_expr": "length(level)", "key": "user",
+                "transactional_id_prefix": "p", "properties": {"enable.idempotence": "false"}}"#,
+            "",
+        ),
+        &[
+            "sinks[0].kafka.bootstrap_servers",
+            "sinks[0].kafka.topic_expr: yields Int32, not a string",
+            "sinks[0].kafka.key: unknown column 'user'",
+            "sinks[0].kafka.properties.enable.idempotence: is set by Weir",
+            "sinks[0].kafka.transactional_id_prefix: only applies with delivery: exactly_once",
+        ],
+    );
+    assert_refused(
+        &sink(
+            r#"{"bootstrap_servers": "b:9092", "topic": "a b", "delivery": "exactly_once"}"#,
+            "",
+        ),
+        &[
+            "sinks[0].kafka.topic: \"a b\" is not a valid topic name",
+            "sinks[0].kafka.delivery: exactly_once needs checkpoints",
+        ],
+    );
+    assert_refused(
+        &sink(
+            r#"{"bootstrap_servers": "b:9092", "topic": "t", "topic_expr": "level"}"#,
+            "",
+        ),
+        &["sinks[0].kafka: needs exactly one of: topic, topic_expr"],
+    );
+    assert_refused(
+        &sink(
+            r#"{"bootstrap_servers": "b:9092", "topic": "t", "delivery": "exactly_once",
+                "transaction_timeout_ms": 60000}"#,
+            r#""checkpoint": {"interval_ms": 10000, "timeout_ms": 60000},"#,
+        ),
+        &[
+            "sinks[0].kafka.transaction_timeout_ms: 60000 ms would let the broker abort a transaction before its checkpoint completes",
+        ],
+    );
+}
+
+#[test]
+fn protobuf_format_fields() {
+    let text = r#"{"name": "bad", "sources": [
+        {"id": "k", "kafka": {"bootstrap_servers": "127.0.0.1:9092", "topics": ["a"]},
+         "format": {"type": "protobuf", "descriptor_set": "/nonexistent/click.desc", "message": "x.Click"},
+         "schema": [{"name": "ts", "type": "timestamp_ms"}], "event_time": {"column": "ts"}},
+        {"id": "f", "file": {"path": "/tmp/in.jsonl"},
+         "format": {"type": "protobuf", "descriptor_set": "/nonexistent/click.desc", "message": "x.Click"},
+         "schema": [{"name": "ts", "type": "timestamp_ms"}], "event_time": {"column": "ts"}}],
+      "sinks": [{"id": "out", "input": "k", "kafka": {"bootstrap_servers": "b:9092", "topic": "t",
+                  "format": {"type": "protobuf", "descriptor_set": "/nonexistent/o.desc", "message": "x.Out"}}},
+                {"id": "out2", "input": "f", "blackhole": {}}]}"#;
+    assert_refused(
+        text,
+        &[
+            "sources[0].format.descriptor_set: cannot read descriptor set /nonexistent/click.desc",
+            "sources[1].format: protobuf records need a Kafka source",
+            "sinks[0].kafka.format.descriptor_set: cannot read descriptor set /nonexistent/o.desc",
+        ],
+    );
+}

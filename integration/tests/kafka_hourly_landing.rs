@@ -17,7 +17,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use weir_integration::cluster::{ClusterSandbox, first_line, last_checkpoint, vertex_records_in};
+use weir_integration::cluster::{ClusterSandbox, first_line, last_checkpoint, vertex_figure, vertex_records_in};
 use weir_integration::int64_values;
 use weir_integration::kafka_broker::KafkaBroker;
 
@@ -130,17 +130,6 @@ fn spec(broker: &str, name: &str, out: &Path, aligned: bool) -> serde_json::Valu
         }],
         "checkpoint": {"interval_ms": 500}
     })
-}
-
-/// A number after `label` on the status line of `vertex` (0 when absent).
-fn vertex_figure(status: &str, vertex: &str, label: &str) -> i64 {
-    status
-        .lines()
-        .find(|l| l.trim_start().starts_with(&format!("{vertex} ")))
-        .and_then(|l| l.split(label).nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 fn notified_commits(status: &str) -> usize {

@@ -46,7 +46,13 @@ pub fn build_source(job: &str, vertex: &Vertex, subtask: u32) -> Result<(Box<dyn
 }
 
 /// `task` is the sink's task (for its checkpoint progress when the job checkpoints).
-pub fn build_sink(vertex: &Vertex, task: usize, subtask: u32, ctx: &JobContext) -> Result<Box<dyn Sink>, TaskError> {
+pub fn build_sink(
+    job_name: &str,
+    vertex: &Vertex,
+    task: usize,
+    subtask: u32,
+    ctx: &JobContext,
+) -> Result<Box<dyn Sink>, TaskError> {
     let VertexKind::Sink(connector) = &vertex.kind else {
         return Err(TaskError::Invalid {
             vertex: vertex.name.clone(),
@@ -60,6 +66,15 @@ pub fn build_sink(vertex: &Vertex, task: usize, subtask: u32, ctx: &JobContext) 
             spec,
             subtask,
             ctx,
+            metrics,
+            ctx.checkpointing.then(|| ctx.metrics.checkpoint(task, subtask)),
+        )?),
+        SinkConnector::Kafka(spec) => Box::new(kafka::kafka_sink::KafkaSink::start(
+            job_name,
+            vertex,
+            spec,
+            subtask,
+            ctx.dead_letters.clone(),
             metrics,
             ctx.checkpointing.then(|| ctx.metrics.checkpoint(task, subtask)),
         )?),

@@ -24,7 +24,7 @@ use crate::exchange::NETWORK_CREDITS;
 use crate::exchange::channel_key::ChannelKey;
 use crate::exchange::inbound_channels::InboundChannels;
 use crate::exchange::remote_sender::RemoteSender;
-use crate::formats::json_decoder::JsonDecoder;
+use crate::formats::record_decoder::RecordDecoder;
 use crate::operators::build_operator;
 use crate::runtime::input_gate::InputGate;
 use crate::runtime::key_partitioner::KeyPartitioner;
@@ -242,7 +242,8 @@ pub fn deploy(
                         .expect("on_complete lock") = reader.on_checkpoint_complete();
                     let decoder = format
                         .as_ref()
-                        .map(|_| JsonDecoder::new(head.schema.clone(), &head.name, batch_size));
+                        .map(|f| RecordDecoder::new(f, head.schema.clone(), &head.name, batch_size))
+                        .transpose()?;
                     let driver = SourceDriver::new(
                         Arc::from(head.name.as_str()),
                         s,
@@ -273,7 +274,7 @@ pub fn deploy(
             let tail_vertex = graph.vertex(task.tail());
             let tail = if matches!(tail_vertex.kind, VertexKind::Sink(_)) && !chain_vertices.is_empty() {
                 chain_vertices = &chain_vertices[..chain_vertices.len() - 1];
-                ChainTail::Sink(build_sink(tail_vertex, task.id, s, ctx)?)
+                ChainTail::Sink(build_sink(&graph.name, tail_vertex, task.id, s, ctx)?)
             } else {
                 ChainTail::Output(OutputGate {
                     edges: outputs.remove(&(task.id, s)).unwrap_or_default(),

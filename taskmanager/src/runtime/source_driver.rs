@@ -11,7 +11,7 @@ use weir_common::event_time::{WATERMARK_MAX, WATERMARK_MIN};
 
 use crate::dead_letter::{DeadLetter, DeadLetterQueue};
 use crate::error::TaskError;
-use crate::formats::json_decoder::JsonDecoder;
+use crate::formats::record_decoder::RecordDecoder;
 use crate::runtime::event_time_column::max_event_time;
 use crate::runtime::source::{SourceOutput, SourceReader};
 use crate::runtime::split_watermarks::SplitWatermarks;
@@ -26,7 +26,7 @@ pub struct SourceDriver {
     pub vertex: Arc<str>,
     pub subtask: u32,
     pub reader: Box<dyn SourceReader>,
-    pub decoder: Option<JsonDecoder>,
+    pub decoder: Option<RecordDecoder>,
     pub event_time_column: usize,
     pub dead_letters: DeadLetterQueue,
     pub metrics: Arc<SubtaskMetrics>,
@@ -48,7 +48,7 @@ impl SourceDriver {
         vertex: Arc<str>,
         subtask: u32,
         reader: Box<dyn SourceReader>,
-        decoder: Option<JsonDecoder>,
+        decoder: Option<RecordDecoder>,
         event_time_column: usize,
         (max_out_of_orderness_ms, idle_timeout): (u64, Option<Duration>),
         dead_letters: DeadLetterQueue,

@@ -1,6 +1,10 @@
-//! Kafka: the source (partitions spread over subtasks, offsets in checkpoints) and the
-//! publisher of partition-commit notices.
+//! Kafka: the source (partitions spread over subtasks, offsets in checkpoints), the sink
+//! (idempotent or transactional, routed per row) and the publisher of partition-commit
+//! notices.
 
 pub mod commit_notice;
+pub mod kafka_sink;
 pub mod kafka_source;
 pub mod partition_assignment;
+pub mod record_producer;
+pub mod topic_router;
