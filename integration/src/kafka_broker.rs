@@ -76,30 +76,36 @@ impl KafkaBroker {
     /// Produces `(partition, payload)` records to `topic` and waits until every one is
     /// acknowledged.
     pub fn produce(&self, topic: &str, records: &[(i32, Vec<u8>)]) -> Result<()> {
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", &self.address)
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", "30000")
-            .create()?;
-        for (partition, payload) in records {
-            let mut record = BaseRecord::<(), [u8]>::to(topic).partition(*partition).payload(payload);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((
-                        rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                        r,
-                    )) => {
-                        producer.poll(Duration::from_millis(10));
-                        record = r;
-                    }
-                    Err((e, _)) => bail!("producing to {topic}: {e}"),
+        produce(&self.address, topic, records)
+    }
+}
+
+/// Produces `(partition, payload)` records to `topic` on the broker at `address` and waits
+/// until every one is acknowledged.
+pub fn produce(address: &str, topic: &str, records: &[(i32, Vec<u8>)]) -> Result<()> {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", address)
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000")
+        .create()?;
+    for (partition, payload) in records {
+        let mut record = BaseRecord::<(), [u8]>::to(topic).partition(*partition).payload(payload);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
+                    producer.poll(Duration::from_millis(10));
+                    record = r;
                 }
+                Err((e, _)) => bail!("producing to {topic}: {e}"),
             }
         }
-        producer.flush(Duration::from_secs(60))?;
-        Ok(())
     }
+    producer.flush(Duration::from_secs(60))?;
+    Ok(())
 }
 
 impl KafkaBroker {

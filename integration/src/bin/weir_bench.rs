@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use weir_integration::cluster::{ClusterSandbox, vertex_records_in};
-use weir_integration::kafka_broker::KafkaBroker;
+use weir_integration::kafka_broker::{KafkaBroker, produce};
 use weir_integration::{binary, parquet_rows_by_partition, workspace_root};
 use weir_taskmanager::connectors::generator::datagen::w2;
 
@@ -94,35 +94,98 @@ enum Workload {
     /// Kafka -> JSON parse -> filter -> hourly Parquet (W2's job with a Kafka source) from
     /// a pre-filled 8-partition topic on a local tansu broker, next to the ceiling: one
     /// rdkafka consumer alone reading the same topic to its end.
+    ///
+    /// `--broker mock` serves the topic from librdkafka's mock cluster inside this process
+    /// instead (much faster than tansu on sqlite, so the source's own cost shows).
+    /// `--commit` runs the job on a cluster (one coordinator, one task manager with
+    /// `parallelism` slots) with checkpoints every second and partition commit
+    /// (compaction, `_SUCCESS`), and also reports when the last partition was committed.
     Kafka {
         #[arg(long, default_value_t = 2_000_000)]
         events: u64,
         #[arg(long, default_value_t = 1)]
         parallelism: u32,
+        #[arg(long, value_enum, default_value_t = BrokerKind::Tansu)]
+        broker: BrokerKind,
+        #[arg(long)]
+        commit: bool,
+    },
+    /// The ceiling's reader on its own: one rdkafka consumer reads `topic` to its end and
+    /// prints `read <records> <seconds>` (run as a child process by `kafka`, so that it
+    /// reaches the broker across processes, as Weir does).
+    #[command(hide = true)]
+    ReadTopic {
+        #[arg(long)]
+        bootstrap_servers: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        partitions: i32,
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BrokerKind {
+    Tansu,
+    Mock,
+}
+
+/// The broker a Kafka benchmark reads from; kept alive for the run.
+enum Broker {
+    Tansu(KafkaBroker),
+    Mock(rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>),
+}
+
+impl Broker {
+    fn start(kind: BrokerKind, work: &Path) -> Result<Self> {
+        Ok(match kind {
+            BrokerKind::Tansu => Broker::Tansu(KafkaBroker::start(&work.join("broker"))?),
+            BrokerKind::Mock => Broker::Mock(rdkafka::mocking::MockCluster::new(1)?),
+        })
+    }
+
+    fn address(&self) -> String {
+        match self {
+            Broker::Tansu(b) => b.address.clone(),
+            Broker::Mock(m) => m.bootstrap_servers(),
+        }
+    }
+
+    fn create_topic(&self, name: &str, partitions: u32) -> Result<()> {
+        match self {
+            Broker::Tansu(b) => b.create_topic(name, partitions),
+            Broker::Mock(m) => Ok(m.create_topic(name, partitions as i32, 1)?),
+        }
+    }
+}
+
 /// See [`Workload::Kafka`].
-fn kafka(events: u64, parallelism: u32, work: &Path) -> Result<()> {
-    const PARTITIONS: u64 = 8;
-    let broker = KafkaBroker::start(&work.join("broker"))?;
-    broker.create_topic("logs", PARTITIONS as u32)?;
+fn kafka(events: u64, parallelism: u32, kind: BrokerKind, commit: bool, work: &Path) -> Result<()> {
+    // The mock cluster keeps about 5 MB per partition (older records are dropped), so it
+    // gets enough partitions to hold the whole topic.
+    let partitions: u64 = match kind {
+        BrokerKind::Tansu => 8,
+        BrokerKind::Mock => 8.max(events.div_ceil(20_000)),
+    };
+    let broker = Broker::start(kind, work)?;
+    let address = broker.address();
+    broker.create_topic("logs", partitions as u32)?;
     let fill = Instant::now();
     let mut records = Vec::with_capacity(events as usize);
     for g in 0..events {
         let mut buf = Vec::with_capacity(200);
         w2::json_into(g, &mut buf);
-        records.push(((g % PARTITIONS) as i32, buf));
+        records.push(((g % partitions) as i32, buf));
     }
     let bytes: u64 = records.iter().map(|(_, r)| r.len() as u64).sum();
-    broker.produce("logs", &records)?;
+    produce(&address, "logs", &records)?;
     drop(records);
     println!(
-        "INFO topic filled: {events} records, {bytes} bytes in {:.1} s",
+        "INFO topic filled: {events} records in {partitions} partitions, {bytes} bytes in {:.1} s",
         fill.elapsed().as_secs_f64()
     );
 
-    let (consumed, seconds) = read_topic_to_end(&broker.address, "logs", PARTITIONS as i32)?;
+    let (consumed, seconds) = read_topic_in_child(&address, "logs", partitions as i32)?;
     if consumed != events {
         bail!("the raw consumer read {consumed} of {events} records");
     }
@@ -137,37 +200,87 @@ fn kafka(events: u64, parallelism: u32, work: &Path) -> Result<()> {
     )?)?;
     spec["sources"][0]["generator"] = serde_json::Value::Null;
     spec["sources"][0]["kafka"] = serde_json::json!({
-        "bootstrap_servers": broker.address,
+        "bootstrap_servers": address,
         "topics": ["logs"],
         "start": "earliest",
         "bounded": true
     });
+    let out = work.join("kafka-out");
+    spec["sinks"][0]["parquet"]["path"] = serde_json::json!(out);
+    spec["parallelism"] = serde_json::json!(parallelism);
+    if commit {
+        spec["checkpoint"] = serde_json::json!({"interval_ms": 1000});
+        spec["sinks"][0]["parquet"]["commit"] = serde_json::json!({});
+    }
     let spec_path = work.join("w2-kafka.json");
     std::fs::write(&spec_path, serde_json::to_string(&strip_nulls(spec))?)?;
-    let out = work.join("kafka-out");
-    let m = run(
-        spec_path.to_str().context("spec path")?,
-        vec![
-            format!("parallelism={parallelism}"),
-            format!("sinks.0.parquet.path={}", out.display()),
-        ],
-        work,
-    )?;
-    let read = m.summary["records_read"].as_u64().unwrap_or(0);
-    let kept = m.summary["sinks"][0]["rows"].as_u64().unwrap_or(0);
+    let broker_name = match kind {
+        BrokerKind::Tansu => "tansu",
+        BrokerKind::Mock => "mock",
+    };
+    let mut job_seconds = 0.0;
+    let (weir_seconds, rss_mb, read, kept) = if commit {
+        let run = run_on_cluster(spec_path.to_str().context("spec path")?, &[], 1, parallelism)?;
+        let partitions = parquet_rows_by_partition(&out)?;
+        let committed = partitions
+            .keys()
+            .filter(|p| out.join(p).join("_SUCCESS").exists())
+            .count();
+        println!(
+            "INFO kafka commit: {committed} of {} partitions committed when the job finished; cpu {:.1} s",
+            partitions.len(),
+            run.cpu_seconds
+        );
+        (
+            run.seconds,
+            run.rss_mb,
+            vertex_records_in(&run.status, "logs"),
+            partitions.values().sum(),
+        )
+    } else {
+        let m = run(spec_path.to_str().context("spec path")?, vec![], work)?;
+        job_seconds = m.summary["seconds"].as_f64().unwrap_or(0.0);
+        (
+            m.seconds,
+            m.peak_rss_mb,
+            m.summary["records_read"].as_u64().unwrap_or(0),
+            m.summary["sinks"][0]["rows"].as_u64().unwrap_or(0),
+        )
+    };
+    let label = if commit { "_commit" } else { "" };
     println!(
-        "weir kafka_w2_p{parallelism} {events} {:.3} {:.0} {} {:.1}",
-        m.seconds,
-        events as f64 / m.seconds,
-        m.peak_rss_mb,
-        bytes as f64 / m.seconds / 1e6
+        "weir kafka_w2_{broker_name}_p{parallelism}{label} {events} {weir_seconds:.3} {:.0} {rss_mb} {:.1}",
+        events as f64 / weir_seconds,
+        bytes as f64 / weir_seconds / 1e6
     );
     println!(
-        "INFO kafka records_read={read} kept={kept} weir/ceiling={:.2} ok={}",
-        seconds / m.seconds,
+        "INFO kafka records_read={read} kept={kept} job_seconds={job_seconds:.3} weir/ceiling={:.2} ok={}",
+        seconds / weir_seconds,
         read == events
     );
     Ok(())
+}
+
+/// [`read_topic_to_end`] in a child process (`weir-bench read-topic`).
+fn read_topic_in_child(address: &str, topic: &str, partitions: i32) -> Result<(u64, f64)> {
+    let out = Command::new(std::env::current_exe()?)
+        .args(["read-topic", "--bootstrap-servers", address, "--topic", topic])
+        .arg("--partitions")
+        .arg(partitions.to_string())
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        bail!("the ceiling's reader failed");
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut words = text.split_whitespace().skip(1);
+    match (
+        words.next().and_then(|w| w.parse().ok()),
+        words.next().and_then(|w| w.parse().ok()),
+    ) {
+        (Some(read), Some(seconds)) => Ok((read, seconds)),
+        _ => bail!("unexpected output of the ceiling's reader: {text}"),
+    }
 }
 
 /// Reads every partition of `topic` from the beginning to its end with one consumer:
@@ -552,7 +665,20 @@ fn main() -> Result<()> {
         } => w3_cluster(events, task_managers, slots, checkpoint_ms)?,
         Workload::StateCluster { events, checkpoint_ms } => state_cluster(events, checkpoint_ms)?,
         Workload::Recovery { runs } => recovery(runs)?,
-        Workload::Kafka { events, parallelism } => kafka(events, parallelism, work.path())?,
+        Workload::Kafka {
+            events,
+            parallelism,
+            broker,
+            commit,
+        } => kafka(events, parallelism, broker, commit, work.path())?,
+        Workload::ReadTopic {
+            bootstrap_servers,
+            topic,
+            partitions,
+        } => {
+            let (read, seconds) = read_topic_to_end(&bootstrap_servers, &topic, partitions)?;
+            println!("read {read} {seconds}");
+        }
         Workload::W2 {
             events,
             parallelism,
