@@ -48,21 +48,14 @@ pub fn load_message(path: &str, message: &str) -> Result<MessageDescriptor, Prot
 
 /// The message field a column reads, if its kind fits the column's type.
 pub fn field_for(message: &MessageDescriptor, column: &FieldSpec) -> Result<FieldDescriptor, String> {
-    let Some(field) = message.get_field_by_name(&column.name) else {
-        let names: Vec<String> = message.fields().map(|f| f.name().to_string()).collect();
-        return Err(format!(
-            "{} has no field '{}' (fields: {})",
+    let field = singular_field(message, &column.name).map_err(|missing| match missing {
+        Missing::Field(names) => format!(
+            "{} has no field '{}' (fields: {names})",
             message.full_name(),
-            column.name,
-            names.join(", ")
-        ));
-    };
-    if field.is_list() || field.is_map() {
-        return Err(format!(
-            "'{}' is repeated; only singular fields can be columns",
             column.name
-        ));
-    }
+        ),
+        Missing::Singular => format!("'{}' is repeated; only singular fields can be columns", column.name),
+    })?;
     let kind = field.kind();
     let fits = match column.data_type {
         FieldType::Boolean => matches!(kind, Kind::Bool),
@@ -82,11 +75,7 @@ pub fn field_for(message: &MessageDescriptor, column: &FieldSpec) -> Result<Fiel
         FieldType::Float32 => matches!(kind, Kind::Float),
         FieldType::Float64 => matches!(kind, Kind::Double | Kind::Float),
         FieldType::String => matches!(kind, Kind::String | Kind::Enum(_)),
-        FieldType::TimestampMs => match &kind {
-            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => true,
-            Kind::Message(m) => m.full_name() == TIMESTAMP_MESSAGE,
-            _ => false,
-        },
+        FieldType::TimestampMs => holds_epoch_ms(&kind),
     };
     if fits {
         Ok(field)
@@ -103,19 +92,13 @@ pub fn field_for(message: &MessageDescriptor, column: &FieldSpec) -> Result<Fiel
 /// The message field an output column is written to, if the field can hold every value of
 /// the column's type (no narrowing; an enum field takes its values' names).
 pub fn output_field_for(message: &MessageDescriptor, column: &str, t: FieldType) -> Result<FieldDescriptor, String> {
-    let Some(field) = message.get_field_by_name(column) else {
-        let names: Vec<String> = message.fields().map(|f| f.name().to_string()).collect();
-        return Err(format!(
-            "column '{column}' has no field in {} (fields: {})",
-            message.full_name(),
-            names.join(", ")
-        ));
-    };
-    if field.is_list() || field.is_map() {
-        return Err(format!(
-            "field '{column}' is repeated; only singular fields are written"
-        ));
-    }
+    let field = singular_field(message, column).map_err(|missing| match missing {
+        Missing::Field(names) => format!(
+            "column '{column}' has no field in {} (fields: {names})",
+            message.full_name()
+        ),
+        Missing::Singular => format!("field '{column}' is repeated; only singular fields are written"),
+    })?;
     let kind = field.kind();
     let fits = match t {
         FieldType::Boolean => matches!(kind, Kind::Bool),
@@ -128,11 +111,7 @@ pub fn output_field_for(message: &MessageDescriptor, column: &str, t: FieldType)
         FieldType::Float32 => matches!(kind, Kind::Float | Kind::Double),
         FieldType::Float64 => matches!(kind, Kind::Double),
         FieldType::String => matches!(kind, Kind::String | Kind::Enum(_)),
-        FieldType::TimestampMs => match &kind {
-            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => true,
-            Kind::Message(m) => m.full_name() == TIMESTAMP_MESSAGE,
-            _ => false,
-        },
+        FieldType::TimestampMs => holds_epoch_ms(&kind),
     };
     if fits {
         Ok(field)
@@ -151,6 +130,41 @@ fn type_name(t: FieldType) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_else(|| format!("{t:?}"))
+}
+
+/// Why a column has no field to read or write.
+enum Missing {
+    /// No field of that name; the message's field names.
+    Field(String),
+    /// The field is repeated or a map.
+    Singular,
+}
+
+/// The singular field named `name`.
+fn singular_field(message: &MessageDescriptor, name: &str) -> Result<FieldDescriptor, Missing> {
+    let field = message.get_field_by_name(name).ok_or_else(|| {
+        Missing::Field(
+            message
+                .fields()
+                .map(|f| f.name().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+    })?;
+    if field.is_list() || field.is_map() {
+        return Err(Missing::Singular);
+    }
+    Ok(field)
+}
+
+/// Whether a field of this kind holds an event time: an int64 of epoch ms or a
+/// `google.protobuf.Timestamp`.
+fn holds_epoch_ms(kind: &Kind) -> bool {
+    match kind {
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => true,
+        Kind::Message(m) => m.full_name() == TIMESTAMP_MESSAGE,
+        _ => false,
+    }
 }
 
 fn kind_name(kind: &Kind) -> String {
