@@ -196,8 +196,11 @@ fn kafka_to_kafka_loses_nothing_and_duplicates_only_after_a_crash() {
     // A replay repeats, per input partition and output partition (each is in order; an
     // output partition's acknowledgements ran ahead of another's when the process died),
     // one run of records from the restored position to where the failed attempt had got;
-    // a retry would repeat single records. The restored positions hold more than a tenth
-    // of the input.
+    // a retry would repeat single records. A restart from the beginning would repeat each
+    // partition from offset 0. The restored checkpoint was triggered after a tenth of the
+    // input was read, so its positions add up to more than that; an input partition with
+    // no repeat was either read to its end before it or its later output was never
+    // acknowledged, so it counts at most its whole length.
     let mut replay_start: BTreeMap<i64, i64> = BTreeMap::new();
     for ((topic, p), ids) in &out {
         let mut once = BTreeMap::<i64, BTreeSet<i64>>::new();
@@ -221,7 +224,16 @@ fn kafka_to_kafka_loses_nothing_and_duplicates_only_after_a_crash() {
         }
     }
     assert!(
-        replay_start.values().sum::<i64>() as u64 > total / 10,
+        duplicates > 0,
+        "the killed attempt had written records past the restored checkpoint"
+    );
+    assert!(
+        replay_start.values().all(|start| *start > 0),
         "the restart resumed from the checkpoint, not from the beginning: replays start at {replay_start:?}"
+    );
+    let unrepeated = PARTITIONS as i64 - replay_start.len() as i64;
+    assert!(
+        (replay_start.values().sum::<i64>() + unrepeated * per_partition) as u64 > total / 10,
+        "the restored positions hold more than a tenth of the input: replays start at {replay_start:?}"
     );
 }

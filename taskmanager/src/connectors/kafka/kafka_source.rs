@@ -83,8 +83,9 @@ pub struct KafkaSource {
     restored: HashMap<TopicPartition, i64>,
     /// The subtask's partitions (index = split) once started.
     partitions: Vec<TopicPartition>,
-    /// The next offset of each split, as far as chunks were handed out.
-    next_offsets: Vec<Option<i64>>,
+    /// The next offset of each split, as far as chunks were handed out (from its start
+    /// offset on).
+    next_offsets: Vec<i64>,
     running: Option<Running>,
     /// Offsets of completed checkpoints, to commit to the group; the receiver goes to the
     /// consumer thread when it starts.
@@ -167,13 +168,13 @@ impl Settings {
     }
 
     /// Connects, learns the partitions, decides where each starts, and starts the
-    /// consumer thread; returns the subtask's partitions. Runs on a blocking thread:
-    /// every librdkafka call here waits.
+    /// consumer thread; returns the subtask's partitions and their start offsets. Runs on
+    /// a blocking thread: every librdkafka call here waits.
     fn start(
         &self,
         restored: &HashMap<TopicPartition, i64>,
         commits: flume::Receiver<Vec<KafkaOffset>>,
-    ) -> Result<(Vec<TopicPartition>, Running), TaskError> {
+    ) -> Result<(Vec<TopicPartition>, Vec<i64>, Running), TaskError> {
         let consumer = self.consumer()?;
         let mut topics = Vec::with_capacity(self.spec.topics.len());
         for topic in &self.spec.topics {
@@ -192,27 +193,34 @@ impl Settings {
             topics.push((topic.clone(), partitions as i32));
         }
         let partitions = assigned_partitions(&topics, self.subtask, self.parallelism);
-        let mut starts = self.start_offsets(&consumer, &partitions, restored)?;
+        let starts = self.start_offsets(&consumer, &partitions, restored)?;
+        // Every start is made concrete, and it is the partition's position until its first
+        // record: a checkpoint taken before a partition delivered anything then restores
+        // that offset, not `start` again (which for `latest` would skip what arrived in
+        // between). A bounded source also learns where each partition ends.
+        let mut concrete = Vec::with_capacity(partitions.len());
         let mut ends = vec![None; partitions.len()];
-        if self.spec.bounded {
-            for (i, tp) in partitions.iter().enumerate() {
-                let (low, high) = consumer
-                    .fetch_watermarks(&tp.topic, tp.partition, BROKER_TIMEOUT)
-                    .map_err(|e| self.error(format!("end offset of {}/{}: {e}", tp.topic, tp.partition)))?;
-                ends[i] = Some(high);
-                // Concrete offsets, so the consumer thread knows which partitions have
-                // nothing to read at all.
-                starts[i] = match starts[i] {
-                    Offset::End => Offset::Offset(high),
-                    Offset::Offset(o) => Offset::Offset(o),
-                    _ => Offset::Offset(low),
-                };
+        for (i, (tp, start)) in partitions.iter().zip(&starts).enumerate() {
+            if let (Offset::Offset(o), false) = (start, self.spec.bounded) {
+                concrete.push(*o);
+                continue;
             }
+            let (low, high) = consumer
+                .fetch_watermarks(&tp.topic, tp.partition, BROKER_TIMEOUT)
+                .map_err(|e| self.error(format!("offsets of {}/{}: {e}", tp.topic, tp.partition)))?;
+            if self.spec.bounded {
+                ends[i] = Some(high);
+            }
+            concrete.push(match start {
+                Offset::End => high,
+                Offset::Offset(o) => *o,
+                _ => low,
+            });
         }
         let mut assignment = TopicPartitionList::new();
-        for (tp, offset) in partitions.iter().zip(&starts) {
+        for (tp, offset) in partitions.iter().zip(&concrete) {
             assignment
-                .add_partition_offset(&tp.topic, tp.partition, *offset)
+                .add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
                 .map_err(|e| self.error(format!("{}/{}: {e}", tp.topic, tp.partition)))?;
         }
         consumer
@@ -233,8 +241,8 @@ impl Settings {
             bounded: self.spec.bounded,
             finished: ends
                 .iter()
-                .zip(&starts)
-                .map(|(end, start)| matches!((end, start), (Some(end), Offset::Offset(o)) if o >= end))
+                .zip(&concrete)
+                .map(|(end, start)| end.is_some_and(|end| *start >= end))
                 .collect(),
             ends,
             done: done.clone(),
@@ -265,6 +273,7 @@ impl Settings {
             .map_err(|e| self.error(format!("cannot start the consumer thread: {e}")))?;
         Ok((
             partitions,
+            concrete,
             Running {
                 chunks: rx,
                 paused,
@@ -337,10 +346,11 @@ impl SourceReader for KafkaSource {
                 let commits = self.commits_rx.take().ok_or_else(|| {
                     TaskError::Disconnected(format!("Kafka source {} started twice", self.settings.vertex))
                 })?;
-                let (partitions, running) = tokio::task::spawn_blocking(move || settings.start(&restored, commits))
-                    .await
-                    .map_err(|e| TaskError::Disconnected(format!("Kafka source start: {e}")))??;
-                self.next_offsets = vec![None; partitions.len()];
+                let (partitions, starts, running) =
+                    tokio::task::spawn_blocking(move || settings.start(&restored, commits))
+                        .await
+                        .map_err(|e| TaskError::Disconnected(format!("Kafka source start: {e}")))??;
+                self.next_offsets = starts;
                 self.partitions = partitions;
                 self.running = Some(running);
             }
@@ -353,7 +363,7 @@ impl SourceReader for KafkaSource {
                     self.settings.vertex
                 ))),
                 Ok(Ok((raw, next))) => {
-                    self.next_offsets[raw.split] = Some(next);
+                    self.next_offsets[raw.split] = next;
                     Ok(Some(SourceOutput::Raw(raw)))
                 }
             }
@@ -363,11 +373,7 @@ impl SourceReader for KafkaSource {
 
     fn position(&self) -> SourcePosition {
         let mut offsets: HashMap<&TopicPartition, i64> = self.restored.iter().map(|(tp, o)| (tp, *o)).collect();
-        for (tp, next) in self.partitions.iter().zip(&self.next_offsets) {
-            if let Some(n) = next {
-                offsets.insert(tp, *n);
-            }
-        }
+        offsets.extend(self.partitions.iter().zip(self.next_offsets.iter().copied()));
         let mut offsets: Vec<KafkaOffset> = offsets
             .into_iter()
             .map(|(tp, next)| KafkaOffset {
@@ -619,5 +625,79 @@ impl Poller {
                 Err(_) => return false,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    use super::*;
+
+    fn produce(producer: &BaseProducer, ids: std::ops::Range<u32>) {
+        for i in ids {
+            let payload = format!(r#"{{"id":{i}}}"#);
+            producer
+                .send(BaseRecord::<(), _>::to("in").payload(&payload).partition(0))
+                .unwrap();
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+    }
+
+    /// Reads until `count` records arrived or `wait` passed, returning their payloads.
+    async fn read(source: &mut KafkaSource, count: usize, wait: Duration) -> Vec<String> {
+        let mut out = Vec::new();
+        let deadline = Instant::now() + wait;
+        while out.len() < count && Instant::now() < deadline {
+            if let Some(SourceOutput::Raw(raw)) = source.next().await.unwrap() {
+                let mut from = 0;
+                for end in raw.ends {
+                    let record = String::from_utf8(raw.data[from..end].to_vec()).unwrap();
+                    out.push(record.trim_end().to_string());
+                    from = end;
+                }
+            }
+        }
+        out
+    }
+
+    /// A checkpoint taken before a `latest` partition delivered anything holds the offset
+    /// the source started at, so a restore reads what arrived since instead of starting at
+    /// the new end again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_position_taken_before_the_first_record_holds_the_start_offset() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("in", 1, 1).unwrap();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .create()
+            .unwrap();
+        produce(&producer, 0..5);
+        let spec: KafkaSourceSpec = serde_json::from_value(serde_json::json!({
+            "bootstrap_servers": cluster.bootstrap_servers(),
+            "topics": ["in"],
+            "start": "latest",
+        }))
+        .unwrap();
+        let mut first = KafkaSource::new("in", "job", &spec, 0, 1);
+        assert!(
+            read(&mut first, 1, Duration::from_secs(2)).await.is_empty(),
+            "latest skips what was there"
+        );
+        let checkpointed = first.position();
+        let SourcePosition::Kafka { offsets } = &checkpointed else {
+            panic!("{checkpointed:?}")
+        };
+        assert_eq!(offsets.iter().map(|o| o.next).collect::<Vec<_>>(), vec![5]);
+        drop(first);
+
+        produce(&producer, 5..8);
+        let mut restored = KafkaSource::new("in", "job", &spec, 0, 1);
+        restored.seek(&checkpointed).unwrap();
+        assert_eq!(
+            read(&mut restored, 3, Duration::from_secs(20)).await,
+            vec![r#"{"id":5}"#, r#"{"id":6}"#, r#"{"id":7}"#]
+        );
     }
 }
