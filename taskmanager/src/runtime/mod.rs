@@ -2,6 +2,7 @@
 //! output gates that connect chains through bounded channels, and deployment onto slots.
 
 pub mod event_time_column;
+pub mod held_rows;
 pub mod input_gate;
 pub mod job_deployment;
 pub mod key_partitioner;

@@ -63,6 +63,14 @@ pub trait SourceReader: Send {
     /// Where the reader stands: everything returned so far lies before it.
     fn position(&self) -> SourcePosition;
 
+    /// Watermark alignment keeps back rows of some splits that were already read: the
+    /// position as if each listed split's next record were the one at the given record
+    /// position (`RawRecords::positions`). `None` for readers that cannot say; alignment
+    /// then only pauses them, and emits what was read before the pause.
+    fn position_before(&self, _held: &[(usize, u64)]) -> Option<SourcePosition> {
+        None
+    }
+
     /// Before the first read: continue from `position` (taken from a reader of the same
     /// source and subtask), so that the records before it are not read again.
     fn seek(&mut self, position: &SourcePosition) -> Result<(), TaskError>;

@@ -184,7 +184,7 @@ impl Handler<Pump> for SubtaskActor {
             (TaskInput::Source(source), Some(id)) => {
                 // Everything read so far goes before the barrier: this is where a restore
                 // from this checkpoint resumes.
-                *self.checkpoints.source_position.lock().expect("position lock") = Some((id, source.reader.position()));
+                *self.checkpoints.source_position.lock().expect("position lock") = Some((id, source.position()));
                 Some(id)
             }
             _ => None,

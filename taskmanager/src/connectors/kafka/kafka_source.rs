@@ -338,6 +338,24 @@ impl Settings {
     }
 }
 
+impl KafkaSource {
+    /// The position with `next` as the next offset of each split.
+    fn position_at(&self, next: &[i64]) -> SourcePosition {
+        let mut offsets: HashMap<&TopicPartition, i64> = self.restored.iter().map(|(tp, o)| (tp, *o)).collect();
+        offsets.extend(self.partitions.iter().zip(next.iter().copied()));
+        let mut offsets: Vec<KafkaOffset> = offsets
+            .into_iter()
+            .map(|(tp, next)| KafkaOffset {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                next,
+            })
+            .collect();
+        offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        SourcePosition::Kafka { offsets }
+    }
+}
+
 impl SourceReader for KafkaSource {
     fn next(&mut self) -> BoxFuture<'_, Result<Option<SourceOutput>, TaskError>> {
         async move {
@@ -372,18 +390,17 @@ impl SourceReader for KafkaSource {
     }
 
     fn position(&self) -> SourcePosition {
-        let mut offsets: HashMap<&TopicPartition, i64> = self.restored.iter().map(|(tp, o)| (tp, *o)).collect();
-        offsets.extend(self.partitions.iter().zip(self.next_offsets.iter().copied()));
-        let mut offsets: Vec<KafkaOffset> = offsets
-            .into_iter()
-            .map(|(tp, next)| KafkaOffset {
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-                next,
-            })
-            .collect();
-        offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-        SourcePosition::Kafka { offsets }
+        self.position_at(&self.next_offsets)
+    }
+
+    fn position_before(&self, held: &[(usize, u64)]) -> Option<SourcePosition> {
+        let mut next = self.next_offsets.clone();
+        for (split, offset) in held {
+            if let Some(n) = next.get_mut(*split) {
+                *n = *offset as i64;
+            }
+        }
+        Some(self.position_at(&next))
     }
 
     fn seek(&mut self, position: &SourcePosition) -> Result<(), TaskError> {
