@@ -273,6 +273,24 @@ impl ClusterSandbox {
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
     }
+
+    /// Waits until `source` has read more than `records` and a checkpoint triggered after
+    /// that moment has completed (one checkpoint is in flight at a time, so the second to
+    /// complete after it was triggered after it), then SIGKILLs task manager `tm`: the
+    /// restarted attempt must replay from there. Returns the status seen just before.
+    pub fn kill_after_checkpoint_past(&mut self, job: &str, source: &str, records: u64, tm: usize) -> String {
+        let all = self.addresses();
+        let within = std::time::Duration::from_secs(120);
+        let s = self.wait_for_job(&all, job, within, |s| {
+            first_line(s).contains("Running") && vertex_records_in(s, source) > records
+        });
+        let seen = last_checkpoint(&s);
+        let s = self.wait_for_job(&all, job, within, |s| {
+            first_line(s).contains("Running") && last_checkpoint(s) > seen + 1
+        });
+        self.kill_task_manager(tm);
+        s
+    }
 }
 
 /// The id of the last completed checkpoint in `coordinator status` (0 before the first).

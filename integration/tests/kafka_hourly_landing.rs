@@ -17,7 +17,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use weir_integration::cluster::{ClusterSandbox, first_line, last_checkpoint, vertex_figure, vertex_records_in};
+use weir_integration::cluster::{ClusterSandbox, first_line, vertex_figure};
 use weir_integration::int64_values;
 use weir_integration::kafka_broker::KafkaBroker;
 
@@ -156,13 +156,8 @@ fn land(cluster: &mut ClusterSandbox, broker: &KafkaBroker, name: &str, aligned:
     // last status before the kill saw.
     let mut disorder_before_kill = 0;
     if kill {
-        let s = cluster.wait_for_job(&all, &job, Duration::from_secs(120), |s| {
-            first_line(s).contains("Running") && vertex_records_in(s, "logs") > 40_000
-        });
-        let seen = last_checkpoint(&s);
-        let s = cluster.wait_for_job(&all, &job, Duration::from_secs(120), |s| last_checkpoint(s) > seen + 1);
+        let s = cluster.kill_after_checkpoint_past(&job, "logs", 40_000, 1);
         disorder_before_kill = vertex_figure(&s, "hourly", "disorder ms");
-        cluster.kill_task_manager(1);
         cluster.start_task_manager(2);
     }
     let status = cluster.wait_for_job(&all, &job, Duration::from_secs(300), |s| notified_commits(s) >= 5);
