@@ -23,6 +23,32 @@ pub enum SourcePosition {
     Kafka { offsets: Vec<KafkaOffset> },
 }
 
+impl SourcePosition {
+    /// The positions of every subtask of a Kafka source merged into one, for a restore at
+    /// another parallelism: each new subtask takes the offsets of the partitions it is
+    /// assigned. A partition listed twice keeps its greater offset (a subtask that had not
+    /// started yet carries the offsets it was restored with, which its partitions' owner
+    /// has since passed). `None` when a position is not a Kafka one.
+    pub fn kafka_union<'a>(positions: impl IntoIterator<Item = &'a SourcePosition>) -> Option<SourcePosition> {
+        let mut next = std::collections::BTreeMap::new();
+        for p in positions {
+            let SourcePosition::Kafka { offsets } = p else {
+                return None;
+            };
+            for o in offsets {
+                let at = next.entry((o.topic.clone(), o.partition)).or_insert(o.next);
+                *at = (*at).max(o.next);
+            }
+        }
+        Some(SourcePosition::Kafka {
+            offsets: next
+                .into_iter()
+                .map(|((topic, partition), next)| KafkaOffset { topic, partition, next })
+                .collect(),
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KafkaOffset {
     pub topic: String,
@@ -57,4 +83,36 @@ pub struct RestoredSource {
     pub task: u32,
     pub subtask: u32,
     pub position: SourcePosition,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kafka(offsets: &[(&str, i32, i64)]) -> SourcePosition {
+        SourcePosition::Kafka {
+            offsets: offsets
+                .iter()
+                .map(|(t, p, n)| KafkaOffset {
+                    topic: t.to_string(),
+                    partition: *p,
+                    next: *n,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_union_of_kafka_positions_keeps_each_partitions_furthest_offset() {
+        let union = SourcePosition::kafka_union(&[
+            kafka(&[("a", 0, 10), ("a", 2, 30)]),
+            kafka(&[("a", 1, 20), ("a", 0, 4)]),
+            kafka(&[]),
+        ]);
+        assert_eq!(union, Some(kafka(&[("a", 0, 10), ("a", 1, 20), ("a", 2, 30)])));
+        assert_eq!(
+            SourcePosition::kafka_union(&[kafka(&[]), SourcePosition::FilesDone]),
+            None
+        );
+    }
 }

@@ -1,7 +1,10 @@
 //! Kafka → hourly Parquet on a cluster (3 coordinators, 2 task managers) with checkpoints,
 //! reading a real broker (tansu): a task manager is SIGKILLed mid-job and the restarted
 //! attempt resumes every partition at the offset its checkpoint recorded, so each record
-//! lands in the committed output exactly once, and no hidden file is left.
+//! lands in the committed output exactly once, and no hidden file is left. Then the same
+//! job is stopped with a savepoint mid-way and submitted again from it with its source at
+//! parallelism 3: the new subtasks take the offsets of the partitions they are assigned,
+//! and the two jobs' output together is every record once.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -95,4 +98,49 @@ fn after_a_task_manager_loss_every_kafka_record_is_committed_once() {
         vertex_records_in(&s, "events") < total,
         "the restart resumed from checkpointed offsets, not from the beginning:\n{s}"
     );
+
+    // Rescaling the source from a savepoint (a replacement task manager brings the slots
+    // for parallelism 3).
+    cluster.start_task_manager(2);
+    let rescaled_out = cluster.dir.path().join("rescaled");
+    let mut rescaled: serde_json::Value = serde_json::from_str(&fs::read_to_string(&spec).unwrap()).unwrap();
+    rescaled["name"] = "kafka-rescaled".into();
+    rescaled["sinks"][0]["parquet"]["path"] = serde_json::json!(rescaled_out);
+    let rescaled_spec = cluster.dir.path().join("rescaled.json");
+    fs::write(&rescaled_spec, rescaled.to_string()).unwrap();
+    let run = cluster.cli(&["submit", rescaled_spec.to_str().unwrap()], &all);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let first = String::from_utf8_lossy(&run.stdout).trim().to_string();
+    cluster.wait_for_job(&all, &first, Duration::from_secs(120), |s| {
+        first_line(s).contains("Running") && vertex_records_in(s, "events") > total / 4
+    });
+    let taken = cluster.cli(&["cancel", &first, "--savepoint"], &all);
+    assert!(taken.status.success(), "{}", String::from_utf8_lossy(&taken.stderr));
+    let savepoint = String::from_utf8_lossy(&taken.stdout).trim().to_string();
+    let run = cluster.cli(
+        &[
+            "submit",
+            rescaled_spec.to_str().unwrap(),
+            "--set",
+            "sources.0.parallelism=3",
+            "--from-savepoint",
+            &savepoint,
+        ],
+        &all,
+    );
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let second = String::from_utf8_lossy(&run.stdout).trim().to_string();
+    let done = cluster.wait_for_job(&all, &second, Duration::from_secs(180), |s| {
+        first_line(s).contains("Finished")
+    });
+    assert!(done.contains("events           p=3"), "{done}");
+    let resumed = vertex_records_in(&done, "events");
+    assert!(
+        resumed < total - total / 4,
+        "the rescaled job resumed where the savepoint stood, it read {resumed}:\n{done}"
+    );
+    let ids = int64_values(&rescaled_out, "id").unwrap();
+    let unique: BTreeSet<i64> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), unique.len(), "no record committed twice across the rescale");
+    assert_eq!(unique.len() as u64, total, "no record lost across the rescale");
 }

@@ -98,7 +98,7 @@ fn rescaling_the_window_count_from_a_savepoint_gives_the_same_result() {
     );
     assert!(!refused.status.success());
     assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("sources cannot be rescaled"),
+        String::from_utf8_lossy(&refused.stderr).contains("only Kafka sources can be rescaled"),
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::Stream;
 use openraft::error::{ClientWriteError, RaftError};
 use tonic::{Request, Response, Status};
-use weir_common::source_position::RestoreFrom;
+use weir_common::source_position::{RestoreFrom, RestoredSource, SourcePosition};
 use weir_common::spec_loader::parse_spec;
 use weir_common::validation::validate;
 use weir_common::{JobGraph, JobSpec, VertexKind};
@@ -174,8 +174,9 @@ fn new_job_id(name: &str) -> String {
 }
 
 /// Reads a savepoint's metadata and checks that `graph` can start from it: the same
-/// source parallelism (source positions belong to one subtask each) and the same stateful
-/// operators (their parallelism may change: state is rescaled by key groups).
+/// source parallelism (source positions belong to one subtask each; a Kafka source may
+/// change it) and the same stateful operators (their parallelism may change: state is
+/// rescaled by key groups).
 async fn read_savepoint(url: &str, graph: &JobGraph) -> Result<RestoreFrom, weir_common::SpecError> {
     let refuse = |message: String| weir_common::SpecError {
         path: "from_savepoint".into(),
@@ -192,10 +193,29 @@ async fn read_savepoint(url: &str, graph: &JobGraph) -> Result<RestoreFrom, weir
         }
         let saved = restore.sources.iter().filter(|s| s.task as usize == task.id).count();
         if saved != task.parallelism as usize {
-            return Err(refuse(format!(
-                "source {} ran with parallelism {saved} there and has {} here; sources cannot be rescaled",
-                head.name, task.parallelism
-            )));
+            // A Kafka source rescales: every new subtask gets the union of the positions
+            // and takes the offsets of the partitions it is assigned.
+            let union = SourcePosition::kafka_union(
+                restore
+                    .sources
+                    .iter()
+                    .filter(|s| s.task as usize == task.id)
+                    .map(|s| &s.position),
+            )
+            .ok_or_else(|| {
+                refuse(format!(
+                    "source {} ran with parallelism {saved} there and has {} here; only Kafka sources can be rescaled",
+                    head.name, task.parallelism
+                ))
+            })?;
+            restore.sources.retain(|s| s.task as usize != task.id);
+            restore
+                .sources
+                .extend((0..task.parallelism).map(|subtask| RestoredSource {
+                    task: task.id as u32,
+                    subtask,
+                    position: union.clone(),
+                }));
         }
     }
     for h in &restore.state {

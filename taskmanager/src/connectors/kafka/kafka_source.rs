@@ -339,10 +339,15 @@ impl Settings {
 }
 
 impl KafkaSource {
-    /// The position with `next` as the next offset of each split.
+    /// The position with `next` as the next offset of each split. Before the start it is
+    /// the restored one (which after a rescale lists every partition of the source); once
+    /// started, only the subtask's own partitions.
     fn position_at(&self, next: &[i64]) -> SourcePosition {
-        let mut offsets: HashMap<&TopicPartition, i64> = self.restored.iter().map(|(tp, o)| (tp, *o)).collect();
-        offsets.extend(self.partitions.iter().zip(next.iter().copied()));
+        let offsets: Vec<(&TopicPartition, i64)> = if self.running.is_some() {
+            self.partitions.iter().zip(next.iter().copied()).collect()
+        } else {
+            self.restored.iter().map(|(tp, o)| (tp, *o)).collect()
+        };
         let mut offsets: Vec<KafkaOffset> = offsets
             .into_iter()
             .map(|(tp, next)| KafkaOffset {
