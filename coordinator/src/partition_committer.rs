@@ -214,6 +214,14 @@ impl PartitionCommitter {
     }
 }
 
+/// Whether a sink whose input ended has nothing left to commit or announce (its job may
+/// then finish).
+pub fn ended_and_settled(ledger: &PartitionLedger, commit: &PartitionCommitSpec) -> bool {
+    ledger.input_ended
+        && next_bucket(ledger, commit.empty_partitions).is_none()
+        && (commit.notice.is_none() || ledger.unnoticed().is_none())
+}
+
 /// The next bucket to commit: the first pending one, or with empty commits every bucket
 /// from the first one that had rows.
 fn next_bucket(ledger: &PartitionLedger, empty_partitions: bool) -> Option<i64> {
@@ -250,5 +258,39 @@ mod tests {
         ledger.last_bucket = Some(7);
         ledger.committed_through = Some(7);
         assert_eq!(next_bucket(&ledger, true), None, "the input ended with bucket 7");
+    }
+
+    #[test]
+    fn an_ended_sink_is_settled_once_its_last_partition_is_committed_and_announced() {
+        let commit: PartitionCommitSpec = serde_json::from_value(serde_json::json!({
+            "notice": {"bootstrap_servers": "127.0.0.1:9092", "topic": "notices"}
+        }))
+        .unwrap();
+        let mut ledger = PartitionLedger {
+            pending: [5].into_iter().collect(),
+            first_bucket: Some(5),
+            last_bucket: Some(5),
+            watermark: i64::MAX,
+            ..Default::default()
+        };
+        assert!(!ended_and_settled(&ledger, &commit), "the input has not ended");
+        ledger.input_ended = true;
+        assert!(!ended_and_settled(&ledger, &commit), "bucket 5 is pending");
+        ledger.pending.clear();
+        ledger.committed_through = Some(5);
+        ledger.recent.push(PartitionCommit {
+            bucket: 5,
+            partition: "hour=05".into(),
+            files: Vec::new(),
+            rows: 1,
+            bytes: 1,
+            watermark: i64::MAX,
+            committed_at_ms: 0,
+            notice_id: "j/s/hour=05".into(),
+            notified: false,
+        });
+        assert!(!ended_and_settled(&ledger, &commit), "its notice has not gone out");
+        ledger.recent[0].notified = true;
+        assert!(ended_and_settled(&ledger, &commit));
     }
 }

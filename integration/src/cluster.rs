@@ -126,9 +126,10 @@ impl ClusterSandbox {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "{alive} of {n} task managers registered: {}{}",
+                "{alive} of {n} task managers registered: {}{}\n{}",
                 String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+                String::from_utf8_lossy(&out.stderr),
+                self.all_logs()
             );
             std::thread::sleep(std::time::Duration::from_millis(200));
         }

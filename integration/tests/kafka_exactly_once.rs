@@ -1,7 +1,8 @@
 //! Kafka → hourly Parquet on a cluster (3 coordinators, 2 task managers) with checkpoints,
 //! reading a real broker (tansu): a task manager is SIGKILLed mid-job and the restarted
 //! attempt resumes every partition at the offset its checkpoint recorded, so each record
-//! lands in the committed output exactly once, and no hidden file is left. Then the same
+//! lands in the committed output exactly once, no hidden file is left, and every hour is
+//! committed (`_SUCCESS`) by the time the job reports Finished. Then the same
 //! job is stopped with a savepoint mid-way and submitted again from it with its source at
 //! parallelism 3: the new subtasks take the offsets of the partitions they are assigned,
 //! and the two jobs' output together is every record once.
@@ -63,7 +64,11 @@ fn after_a_task_manager_loss_every_kafka_record_is_committed_once() {
                 ],
                 "event_time": {"column": "ts", "max_out_of_orderness_ms": 1000}
             }],
-            "sinks": [{"id": "out", "input": "events", "parquet": {"path": out, "partition": "dt=%Y-%m-%d/hour=%H"}}],
+            "sinks": [{
+                "id": "out",
+                "input": "events",
+                "parquet": {"path": out, "partition": "dt=%Y-%m-%d/hour=%H", "commit": {}}
+            }],
             "checkpoint": {"interval_ms": 200}
         })
         .to_string(),
@@ -81,6 +86,16 @@ fn after_a_task_manager_loss_every_kafka_record_is_committed_once() {
         first_line(s).contains("Finished")
     });
     assert!(!first_line(&s).contains("attempt 0"), "the job was restarted:\n{s}");
+    // A bounded job reports Finished once its last partitions are committed.
+    let hours: Vec<_> = fs::read_dir(out.join("dt=2024-01-01")).unwrap().flatten().collect();
+    assert_eq!(hours.len(), 2, "{hours:?}");
+    for h in &hours {
+        assert!(
+            h.path().join("_SUCCESS").exists(),
+            "{} is not committed:\n{s}",
+            h.path().display()
+        );
+    }
 
     for f in files_below(&out) {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
@@ -106,6 +121,7 @@ fn after_a_task_manager_loss_every_kafka_record_is_committed_once() {
     let mut rescaled: serde_json::Value = serde_json::from_str(&fs::read_to_string(&spec).unwrap()).unwrap();
     rescaled["name"] = "kafka-rescaled".into();
     rescaled["sinks"][0]["parquet"]["path"] = serde_json::json!(rescaled_out);
+    rescaled["sinks"][0]["parquet"]["commit"] = serde_json::Value::Null;
     let rescaled_spec = cluster.dir.path().join("rescaled.json");
     fs::write(&rescaled_spec, rescaled.to_string()).unwrap();
     let run = cluster.cli(&["submit", rescaled_spec.to_str().unwrap()], &all);

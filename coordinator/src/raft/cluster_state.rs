@@ -70,6 +70,10 @@ pub struct PartitionLedger {
     pub committed_through: Option<i64>,
     /// The latest commits, oldest first.
     pub recent: Vec<PartitionCommit>,
+    /// The sink's input ended (every subtask finished): once the rest is committed, the
+    /// job is finished.
+    #[serde(default)]
+    pub input_ended: bool,
 }
 
 impl PartitionLedger {
@@ -332,7 +336,9 @@ impl ClusterState {
                 let Some(job) = self.jobs.get_mut(job_id) else {
                     return CommandOutcome::UnknownJob(job_id.clone());
                 };
-                job.partitions.entry(sink.clone()).or_default().add(i64::MAX, buckets);
+                let ledger = job.partitions.entry(sink.clone()).or_default();
+                ledger.add(i64::MAX, buckets);
+                ledger.input_ended = true;
                 CommandOutcome::Applied
             }
             ClusterCommand::CommitPartition { job_id, sink, commit } => {

@@ -32,6 +32,7 @@ use weir_proto::taskmanager::{CancelRequest, DeployRequest, SubtaskPlacement, Tr
 use weir_taskmanager::state::checkpoint_storage::{CheckpointStorage, StorageError};
 use weir_taskmanager::state::job_prefix;
 
+use crate::partition_committer::ended_and_settled;
 use crate::raft::cluster_state::{
     ClusterCommand, CompletedCheckpoint, JobRecord, JobState, PlacedSubtask, SinkAtCheckpoint, SourceSnapshot,
 };
@@ -162,8 +163,14 @@ impl SupervisorHandle {
 }
 
 enum Phase {
-    Waiting { not_before: Instant },
-    Deployed { placement: Vec<SubtaskPlacement> },
+    Waiting {
+        not_before: Instant,
+    },
+    Deployed {
+        placement: Vec<SubtaskPlacement>,
+    },
+    /// Every subtask finished; the job finishes once its partitions are committed.
+    Ending,
 }
 
 /// The checkpoint a new attempt resumes from: the job's latest completed one (source
@@ -400,8 +407,17 @@ impl JobSupervisor {
                     return;
                 }
             };
+            // A job whose input had ended under the previous leader only waits for its
+            // partition commits: restarting it would write its last rows again.
+            let ended = {
+                let mut committing = graph.committing_sinks().peekable();
+                committing.peek().is_some()
+                    && committing.all(|v| record.partitions.get(&v.name).is_some_and(|l| l.input_ended))
+            };
             let claimed = self.handle.claims.lock().expect("claims lock").remove(job);
-            let attempt = if claimed && record.state == JobState::Scheduling && record.attempt == 0 {
+            let attempt = if ended {
+                record.attempt
+            } else if claimed && record.state == JobState::Scheduling && record.attempt == 0 {
                 0
             } else {
                 // Another leader may have deployed this attempt: start a new one.
@@ -432,23 +448,24 @@ impl JobSupervisor {
                     first_failure_seen: None,
                     failures: 0,
                     graph,
-                    phase: Phase::Waiting {
-                        not_before: Instant::now(),
+                    phase: if ended {
+                        Phase::Ending
+                    } else {
+                        Phase::Waiting {
+                            not_before: Instant::now(),
+                        }
                     },
                 },
             );
         }
-        let phase = match &self.jobs[job].phase {
-            Phase::Waiting { not_before } => Some(*not_before),
-            Phase::Deployed { .. } => None,
-        };
-        match phase {
-            Some(not_before) => {
+        match self.jobs[job].phase {
+            Phase::Waiting { not_before } => {
                 if Instant::now() >= not_before && leader_since.elapsed() >= REGISTRATION_GRACE {
                     self.try_deploy(job).await;
                 }
             }
-            None => self.watch(job).await,
+            Phase::Deployed { .. } => self.watch(job).await,
+            Phase::Ending => self.await_commits(record).await,
         }
     }
 
@@ -557,6 +574,42 @@ impl JobSupervisor {
         }
     }
 
+    /// The job's input ended and everything it wrote is final.
+    async fn finish(&mut self, job: &str, attempt: u32) {
+        if self.set_state(job, JobState::Finished, attempt, None).await {
+            tracing::info!(job, attempt, "job finished");
+            // A finished job is never restored: its checkpoints go. (A cancelled or
+            // failed job keeps its last ones.)
+            if let Some(config) = self.jobs.remove(job).and_then(|s| s.graph.checkpoint) {
+                self.discard_checkpoints(job, &config, 0).await;
+            }
+        }
+    }
+
+    /// An ended job finishes when every committing sink has committed and announced its
+    /// last partition (the partition committer does that work).
+    async fn await_commits(&mut self, record: &JobRecord) {
+        let Some(sup) = self.jobs.get(&record.job_id) else {
+            return;
+        };
+        let attempt = sup.attempt;
+        let Ok(spec) = parse_spec(&record.spec_json, &[]) else {
+            return;
+        };
+        let settled = spec.sinks.iter().all(|sink| {
+            let Some(commit) = sink.parquet.as_ref().and_then(|p| p.commit.as_ref()) else {
+                return true;
+            };
+            record
+                .partitions
+                .get(&sink.id)
+                .is_some_and(|ledger| ended_and_settled(ledger, commit))
+        });
+        if settled {
+            self.finish(&record.job_id, attempt).await;
+        }
+    }
+
     async fn watch(&mut self, job: &str) {
         let sup = &self.jobs[job];
         let Phase::Deployed { placement } = &sup.phase else {
@@ -606,29 +659,28 @@ impl JobSupervisor {
             .filter(|(_, r)| r.state == SubtaskState::SubtaskFinished as i32)
             .count();
         if finished == subtasks {
-            // The input ended: the committing sinks' partitions all complete.
-            for sink in committing {
+            // The input ended: the committing sinks' partitions all complete. The job
+            // finishes once the partition committer has committed and announced them.
+            for sink in &committing {
                 let buckets = sink_commits
                     .iter()
-                    .filter(|(s, r)| *s == sink && r.checkpoint == 0)
+                    .filter(|(s, r)| s == sink && r.checkpoint == 0)
                     .flat_map(|(_, r)| r.buckets.iter().copied())
                     .collect();
                 let cmd = ClusterCommand::SinkInputEnded {
                     job_id: job.to_string(),
-                    sink,
+                    sink: sink.clone(),
                     buckets,
                 };
                 if !self.write(cmd).await {
                     return;
                 }
             }
-        }
-        if finished == subtasks && self.set_state(job, JobState::Finished, attempt, None).await {
-            tracing::info!(job, attempt, "job finished");
-            // A finished job is never restored: its checkpoints go. (A cancelled or
-            // failed job keeps its last ones.)
-            if let Some(config) = self.jobs.remove(job).and_then(|s| s.graph.checkpoint) {
-                self.discard_checkpoints(job, &config, 0).await;
+            if committing.is_empty() {
+                self.finish(job, attempt).await;
+            } else if let Some(sup) = self.jobs.get_mut(job) {
+                tracing::info!(job, attempt, "input ended; finishing once its partitions are committed");
+                sup.phase = Phase::Ending;
             }
             return;
         }
