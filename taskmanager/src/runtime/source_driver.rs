@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
-use weir_common::event_time::{WATERMARK_MAX, WATERMARK_MIN, bounded_out_of_orderness};
+use weir_common::event_time::{WATERMARK_MAX, WATERMARK_MIN};
 use weir_common::source_position::SourcePosition;
 
 use crate::dead_letter::{DeadLetter, DeadLetterQueue};
@@ -37,7 +37,6 @@ pub struct SourceDriver {
     alignment: Option<Arc<AlignedSource>>,
     /// Rows read past the allowance, when the reader can put a checkpoint before them.
     held: Option<HeldRows>,
-    max_out_of_orderness_ms: u64,
     /// Which splits alignment paused.
     paused: Vec<bool>,
     /// When the subtask first asked for its group's allowance.
@@ -71,7 +70,6 @@ impl SourceDriver {
             splits: SplitWatermarks::new(max_out_of_orderness_ms, idle_timeout),
             alignment: None,
             held: None,
-            max_out_of_orderness_ms,
             paused: Vec::new(),
             aligning_since: None,
             watermark: WATERMARK_MIN,
@@ -115,8 +113,8 @@ impl SourceDriver {
     }
 
     /// Whether a row at `ts` would take its split's watermark past `limit`.
-    fn past(limit: Option<i64>, ooo: u64) -> impl Fn(i64) -> bool {
-        move |ts| limit.is_some_and(|l| bounded_out_of_orderness(ts, ooo) > l)
+    fn past(splits: &SplitWatermarks, limit: Option<i64>) -> impl Fn(i64) -> bool + '_ {
+        move |ts| limit.is_some_and(|l| splits.watermark_of(ts) > l)
     }
 
     /// Lets out held rows the allowance now covers, pauses the splits whose watermark is
@@ -128,7 +126,7 @@ impl SourceDriver {
         }
         let limit = self.limit(now);
         if let Some(held) = &mut self.held {
-            let released = held.release(self.event_time_column, Self::past(limit, self.max_out_of_orderness_ms));
+            let released = held.release(self.event_time_column, Self::past(&self.splits, limit));
             for (split, batch) in released.rows {
                 self.emit(split, batch, now, events);
             }
@@ -232,11 +230,15 @@ impl SourceDriver {
         let mut events = Vec::with_capacity(2);
         if let Some(batch) = batch {
             let limit = self.limit(now);
-            let ooo = self.max_out_of_orderness_ms;
-            let column = self.event_time_column;
             match &mut self.held {
                 Some(held) if batch.num_rows() > 0 => {
-                    let cut = held.take(split, batch, positions, column, Self::past(limit, ooo));
+                    let cut = held.take(
+                        split,
+                        batch,
+                        positions,
+                        self.event_time_column,
+                        Self::past(&self.splits, limit),
+                    );
                     if let Some(ts) = cut.first_held {
                         self.splits.observe(split, Some(ts), now);
                     }

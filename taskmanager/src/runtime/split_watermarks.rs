@@ -67,9 +67,14 @@ impl SplitWatermarks {
 
     /// The watermark of split `split` alone.
     pub fn split_watermark(&self, split: usize) -> i64 {
-        self.clocks.get(split).map_or(WATERMARK_MIN, |c| {
-            bounded_out_of_orderness(c.max_ts, self.max_out_of_orderness_ms)
-        })
+        self.clocks
+            .get(split)
+            .map_or(WATERMARK_MIN, |c| self.watermark_of(c.max_ts))
+    }
+
+    /// The watermark a split whose greatest event time is `max_ts` has.
+    pub fn watermark_of(&self, max_ts: i64) -> i64 {
+        bounded_out_of_orderness(max_ts, self.max_out_of_orderness_ms)
     }
 
     /// Alignment paused (or resumed) split `split`.
