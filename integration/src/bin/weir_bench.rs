@@ -13,6 +13,8 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -112,7 +114,8 @@ enum Workload {
     },
     /// The ceiling's reader on its own: one rdkafka consumer reads `topic` to its end and
     /// prints `read <records> <seconds>` (run as a child process by `kafka`, so that it
-    /// reaches the broker across processes, as Weir does).
+    /// reaches the broker across processes, as Weir does). `--batch`: takes messages off
+    /// librdkafka's queue in batches, as Weir's source does, instead of one poll each.
     #[command(hide = true)]
     ReadTopic {
         #[arg(long)]
@@ -121,6 +124,8 @@ enum Workload {
         topic: String,
         #[arg(long)]
         partitions: i32,
+        #[arg(long)]
+        batch: bool,
     },
 }
 
@@ -185,7 +190,7 @@ fn kafka(events: u64, parallelism: u32, kind: BrokerKind, commit: bool, work: &P
         fill.elapsed().as_secs_f64()
     );
 
-    let (consumed, seconds) = read_topic_in_child(&address, "logs", partitions as i32)?;
+    let (consumed, seconds) = read_topic_in_child(&address, "logs", partitions as i32, false)?;
     if consumed != events {
         bail!("the raw consumer read {consumed} of {events} records");
     }
@@ -193,6 +198,15 @@ fn kafka(events: u64, parallelism: u32, kind: BrokerKind, commit: bool, work: &P
         "ceiling rdkafka_consumer {events} {seconds:.3} {:.0} {:.1}",
         events as f64 / seconds,
         bytes as f64 / seconds / 1e6
+    );
+    let (consumed, batch_seconds) = read_topic_in_child(&address, "logs", partitions as i32, true)?;
+    if consumed != events {
+        bail!("the raw batch consumer read {consumed} of {events} records");
+    }
+    println!(
+        "ceiling rdkafka_consumer_batch {events} {batch_seconds:.3} {:.0} {:.1}",
+        events as f64 / batch_seconds,
+        bytes as f64 / batch_seconds / 1e6
     );
 
     let mut spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
@@ -254,19 +268,21 @@ fn kafka(events: u64, parallelism: u32, kind: BrokerKind, commit: bool, work: &P
         bytes as f64 / weir_seconds / 1e6
     );
     println!(
-        "INFO kafka records_read={read} kept={kept} job_seconds={job_seconds:.3} weir/ceiling={:.2} ok={}",
+        "INFO kafka records_read={read} kept={kept} job_seconds={job_seconds:.3} weir/ceiling={:.2} weir/batch_ceiling={:.2} ok={}",
         seconds / weir_seconds,
+        batch_seconds / weir_seconds,
         read == events
     );
     Ok(())
 }
 
 /// [`read_topic_to_end`] in a child process (`weir-bench read-topic`).
-fn read_topic_in_child(address: &str, topic: &str, partitions: i32) -> Result<(u64, f64)> {
+fn read_topic_in_child(address: &str, topic: &str, partitions: i32, batch: bool) -> Result<(u64, f64)> {
     let out = Command::new(std::env::current_exe()?)
         .args(["read-topic", "--bootstrap-servers", address, "--topic", topic])
         .arg("--partitions")
         .arg(partitions.to_string())
+        .args(batch.then_some("--batch"))
         .stderr(Stdio::inherit())
         .output()?;
     if !out.status.success() {
@@ -285,7 +301,7 @@ fn read_topic_in_child(address: &str, topic: &str, partitions: i32) -> Result<(u
 
 /// Reads every partition of `topic` from the beginning to its end with one consumer:
 /// (records, seconds).
-fn read_topic_to_end(address: &str, topic: &str, partitions: i32) -> Result<(u64, f64)> {
+fn read_topic_to_end(address: &str, topic: &str, partitions: i32, batch: bool) -> Result<(u64, f64)> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{ClientConfig, Offset, TopicPartitionList};
     let consumer: BaseConsumer = ClientConfig::new()
@@ -303,6 +319,33 @@ fn read_topic_to_end(address: &str, topic: &str, partitions: i32) -> Result<(u64
     let total: i64 = ends.iter().sum();
     let started = Instant::now();
     let mut read = 0u64;
+    if batch {
+        use weir_taskmanager::connectors::kafka::message_batch::{MessageBatch, MessageQueue, Queued};
+        let queue = MessageQueue::new(&consumer).context("the consumer has no queue")?;
+        let mut messages = MessageBatch::with_capacity(1024);
+        let mut last_message = Instant::now();
+        while (read as i64) < total {
+            // A call waits its whole timeout unless the batch fills: short ones, or the
+            // last partial batch would cost the timeout.
+            queue.consume(Duration::from_millis(5), &mut messages);
+            if !messages.is_empty() {
+                last_message = Instant::now();
+            } else if last_message.elapsed() > Duration::from_secs(10) {
+                bail!("raw batch consumer: nothing for 10 s after {read} records");
+            }
+            for m in messages.iter() {
+                match m.kind() {
+                    Queued::Record { payload, .. } => {
+                        std::hint::black_box(payload);
+                        read += 1;
+                    }
+                    Queued::End => {}
+                    Queued::Error(e) => bail!("raw batch consumer: {e}"),
+                }
+            }
+        }
+        return Ok((read, started.elapsed().as_secs_f64()));
+    }
     while (read as i64) < total {
         match consumer.poll(Duration::from_secs(10)) {
             Some(Ok(m)) => {
@@ -617,11 +660,29 @@ fn run(spec: &str, overrides: Vec<String>, work: &Path) -> Result<Measured> {
         cmd.arg("--set").arg(o);
     }
     let started = Instant::now();
-    let child = cmd.spawn().context("starting coordinator")?;
-    let (status, maxrss_kb) = wait_with_rusage(child.id() as libc::pid_t)?;
+    let mut child = cmd.spawn().context("starting coordinator")?;
+    let pid = child.id();
+    // The peak is read from the child's own high-water mark while it runs, not from
+    // wait4's rusage: a child's ru_maxrss starts at its parent's resident size at fork, and this
+    // process may hold a whole topic in its mock broker.
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(Ordering::Relaxed) {
+                peak = peak.max(peak_rss_kb(pid));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak
+        })
+    };
+    let status = child.wait()?;
+    done.store(true, Ordering::Relaxed);
+    let maxrss_kb = sampler.join().unwrap_or(0);
     let seconds = started.elapsed().as_secs_f64();
-    if status != 0 {
-        bail!("coordinator exited with status {status}");
+    if !status.success() {
+        bail!("coordinator exited with {status}");
     }
     let summary = serde_json::from_str(&std::fs::read_to_string(&summary_path)?)?;
     Ok(Measured {
@@ -629,23 +690,6 @@ fn run(spec: &str, overrides: Vec<String>, work: &Path) -> Result<Measured> {
         peak_rss_mb: maxrss_kb / 1024,
         summary,
     })
-}
-
-/// Reaps the child with wait4, which also reports its peak resident set size.
-fn wait_with_rusage(pid: libc::pid_t) -> Result<(i32, u64)> {
-    let mut status = 0;
-    // SAFETY: plain syscall on our own child; rusage is a POD struct filled by the kernel.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    if r < 0 {
-        bail!("wait4: {}", std::io::Error::last_os_error());
-    }
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    Ok((code, usage.ru_maxrss as u64))
 }
 
 fn main() -> Result<()> {
@@ -675,8 +719,9 @@ fn main() -> Result<()> {
             bootstrap_servers,
             topic,
             partitions,
+            batch,
         } => {
-            let (read, seconds) = read_topic_to_end(&bootstrap_servers, &topic, partitions)?;
+            let (read, seconds) = read_topic_to_end(&bootstrap_servers, &topic, partitions, batch)?;
             println!("read {read} {seconds}");
         }
         Workload::W2 {

@@ -2,6 +2,7 @@
 
 pub mod attempt_cleanup;
 pub mod commit_watermark;
+mod dictionary_choice;
 pub mod file_io;
 pub mod parquet_sink;
 pub mod partition_files;

@@ -28,6 +28,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use weir_common::spec::{Compression, ParquetSinkSpec};
 
+use super::dictionary_choice::mostly_distinct_columns;
 use super::file_io::FileCommand;
 use super::partition_path::PartitionScheme;
 use crate::error::TaskError;
@@ -40,6 +41,8 @@ pub struct PartitionedWriter {
     schema: SchemaRef,
     event_time_column: usize,
     props: WriterProperties,
+    /// Whether `props` already leaves out the dictionaries of mostly distinct columns.
+    dictionaries_chosen: bool,
     max_file_bytes: u64,
     rollover: Duration,
     file_prefix: String,
@@ -114,11 +117,10 @@ impl PartitionedWriter {
             schema,
             event_time_column,
             // Event times are nearly unique, so a dictionary for them only costs hashing
-            // until the writer gives up on it at the dictionary size limit.
-            props: WriterProperties::builder()
-                .set_compression(compression)
-                .set_column_dictionary_enabled(ColumnPath::from(event_time_name.as_str()), false)
-                .build(),
+            // until the writer gives up on it at the dictionary size limit; other such
+            // columns are found in the first batch big enough to tell (`dictionary_choice`).
+            props: writer_properties(compression, std::iter::once(event_time_name)),
+            dictionaries_chosen: false,
             max_file_bytes: spec.max_file_bytes,
             rollover: Duration::from_millis(spec.rollover_ms),
             file_prefix: format!("part-{run_id}-{subtask}"),
@@ -148,6 +150,16 @@ impl PartitionedWriter {
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
+        if !self.dictionaries_chosen
+            && let Some(distinct) = mostly_distinct_columns(batch)
+        {
+            let event_time = self.schema.field(self.event_time_column).name().clone();
+            self.props = writer_properties(
+                self.props.compression(&ColumnPath::from(event_time.as_str())),
+                distinct.into_iter().chain(std::iter::once(event_time)),
+            );
+            self.dictionaries_chosen = true;
+        }
         let ts = event_times(batch, self.event_time_column);
         let Some(&first) = ts.first() else { return Ok(()) };
         let b0 = self.scheme.bucket(first);
@@ -303,6 +315,19 @@ impl PartitionedWriter {
         self.roll_all()?;
         Ok(std::mem::take(&mut self.report))
     }
+}
+
+/// Writer settings: `compression`, and no dictionary for the columns named.
+fn writer_properties(
+    compression: ParquetCompression,
+    no_dictionary: impl IntoIterator<Item = String>,
+) -> WriterProperties {
+    no_dictionary
+        .into_iter()
+        .fold(WriterProperties::builder().set_compression(compression), |b, column| {
+            b.set_column_dictionary_enabled(ColumnPath::from(column.as_str()), false)
+        })
+        .build()
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Reads the Kafka partitions assigned to one source subtask (`partition_assignment`).
-//! A consumer thread polls librdkafka and hands over one chunk per partition at a time
-//! (so each partition keeps its own watermark) through a bounded channel: a slow job
+//! A consumer thread takes librdkafka's messages in batches (`message_batch`) and hands
+//! over one chunk per partition at a time (so each partition keeps its own watermark)
+//! through a bounded channel: a slow job
 //! stops the polling, and librdkafka's own fetch buffers bound what waits in between.
 //! Offsets are tracked from the chunks handed out, so a checkpoint records exactly what
 //! went downstream. When a checkpoint completes, its offsets are committed to the consumer
@@ -20,12 +21,12 @@ use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use weir_common::source_position::{KafkaOffset, SourcePosition};
 use weir_common::spec::{KafkaSourceSpec, KafkaStart};
 
+use super::message_batch::{MessageBatch, MessageQueue, Queued};
 use super::partition_assignment::{TopicPartition, assigned_partitions};
 use crate::error::TaskError;
 use crate::runtime::source::{RawRecords, SourceOutput, SourceReader, foreign_position};
@@ -34,8 +35,10 @@ use crate::runtime::subtask_metrics::OnSourceCheckpointComplete;
 /// Every call to a broker (metadata, committed offsets, offsets for times) gives up after
 /// this long.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the consumer thread waits for a message before it hands over what it has.
+/// How long the consumer thread waits for a message when it holds none.
 const POLL: Duration = Duration::from_millis(50);
+/// The most messages taken off librdkafka's queue at a time.
+const BATCH_MESSAGES: usize = 1024;
 /// A partition's records wait at most this long for more before they are handed over.
 const LINGER: Duration = Duration::from_millis(20);
 /// How long `next` waits for a chunk before it returns an empty one, so the subtask can
@@ -151,6 +154,11 @@ impl Settings {
         // rest of the second (measured: 4x slower against a fast broker). A short backoff
         // keeps fetches flowing; a spec may override it.
         config.set("fetch.queue.backoff.ms", "10");
+        // librdkafka prefetches up to 64 MB and 100k records per partition by default;
+        // the job reads in chunks of `batch_size`, so a smaller prefetch keeps the same
+        // rate (measured: 0.68 of the ceiling either way) with ~70 MB less resident.
+        config.set("queued.max.messages.kbytes", "16384");
+        config.set("queued.min.messages", "10000");
         for (k, v) in &self.spec.properties {
             config.set(k, v);
         }
@@ -252,11 +260,19 @@ impl Settings {
             behind: behind.clone(),
             partitions: partitions.clone(),
             consumer,
-            splits: partitions.iter().enumerate().fold(HashMap::new(), |mut m, (i, tp)| {
-                m.entry(tp.topic.clone())
-                    .or_insert_with(HashMap::new)
-                    .insert(tp.partition, i);
-                m
+            splits: partitions.iter().enumerate().fold(Vec::new(), |mut topics, (i, tp)| {
+                let at = match topics
+                    .iter()
+                    .position(|(t, _): &TopicSplits| **t == *tp.topic.as_bytes())
+                {
+                    Some(at) => at,
+                    None => {
+                        topics.push((tp.topic.as_bytes().into(), HashMap::new()));
+                        topics.len() - 1
+                    }
+                };
+                topics[at].1.insert(tp.partition, i);
+                topics
             }),
             origins: partitions
                 .iter()
@@ -460,7 +476,10 @@ impl SourceReader for KafkaSource {
     }
 }
 
-/// The consumer thread: polls, gathers records per partition, hands chunks over.
+/// A topic's name and the split of each of its partitions the subtask reads.
+type TopicSplits = (Box<[u8]>, HashMap<i32, usize>);
+
+/// The consumer thread: takes messages, gathers records per partition, hands chunks over.
 struct Poller {
     consumer: BaseConsumer<SourceContext>,
     bounded: bool,
@@ -476,8 +495,9 @@ struct Poller {
     /// Set per split by a message, cleared when librdkafka reports the partition's end.
     behind: Arc<[AtomicBool]>,
     partitions: Vec<TopicPartition>,
-    /// Split index by topic, then partition (looked up per message without allocating).
-    splits: HashMap<String, HashMap<i32, usize>>,
+    /// Split index by topic (a handful: scanned), then partition; looked up per message
+    /// without allocating.
+    splits: Vec<TopicSplits>,
     origins: Vec<Arc<str>>,
     batch_size: usize,
     vertex: String,
@@ -487,6 +507,12 @@ struct Poller {
 
 impl Poller {
     fn run(mut self) {
+        let mut finished = std::mem::take(&mut self.finished);
+        let Some(queue) = MessageQueue::new(&self.consumer) else {
+            tracing::error!(source = %self.vertex, "the Kafka consumer has no message queue");
+            return;
+        };
+        let mut batch = MessageBatch::with_capacity(BATCH_MESSAGES);
         let mut pending: Vec<(RawRecords, i64, Instant)> = self
             .origins
             .iter()
@@ -503,10 +529,8 @@ impl Poller {
                 )
             })
             .collect();
-        let mut finished = std::mem::take(&mut self.finished);
         let mut unfinished = finished.iter().filter(|f| !**f).count();
         let mut applied = vec![false; self.partitions.len()];
-        let mut last_linger_check = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
             self.apply_pauses(&mut applied);
             self.commit_completed();
@@ -519,59 +543,65 @@ impl Poller {
                 self.done.store(true, Ordering::Release);
                 return;
             }
-            match self.consumer.poll(POLL) {
-                Some(Ok(m)) => {
-                    let Some(&split) = self.splits.get(m.topic()).and_then(|t| t.get(&m.partition())) else {
-                        continue;
-                    };
-                    self.behind[split].store(true, Ordering::Relaxed);
-                    let (raw, next, since) = &mut pending[split];
-                    if raw.is_empty() {
-                        *since = Instant::now();
+            // Block for the first message only as long as no chunk must be handed over
+            // sooner: the call waits its whole timeout to fill the batch.
+            let now = Instant::now();
+            let wait = pending
+                .iter()
+                .filter(|p| !p.0.is_empty())
+                .map(|p| LINGER.saturating_sub(now.duration_since(p.2)))
+                .min()
+                .unwrap_or(POLL);
+            queue.consume(wait, &mut batch);
+            for m in batch.iter() {
+                let kind = m.kind();
+                let Some(split) = self.split_of(m.topic(), m.partition()) else {
+                    if let Queued::Error(e) = kind {
+                        tracing::warn!(source = %self.vertex, error = %e, "Kafka consumer");
                     }
-                    raw.push(m.payload().unwrap_or_default(), m.offset() as u64);
-                    *next = m.offset() + 1;
-                    if let Some(end) = self.ends[split]
-                        && *next >= end
-                        && !finished[split]
-                    {
-                        finished[split] = true;
-                        unfinished -= 1;
-                    }
-                    if raw.len() >= self.batch_size && !self.hand_over(&mut pending[split]) {
-                        return;
-                    }
-                }
-                // Caught up with a partition. The error names no topic: with several
-                // topics it counts for that partition number of each (until its next
-                // message), so a slow partition of another topic may go idle early, as it
-                // would without end tracking.
-                Some(Err(KafkaError::PartitionEOF(partition))) => {
-                    for (split, tp) in self.partitions.iter().enumerate() {
-                        if tp.partition == partition {
-                            self.behind[split].store(false, Ordering::Relaxed);
+                    continue;
+                };
+                match kind {
+                    Queued::Record { payload, offset } => {
+                        self.behind[split].store(true, Ordering::Relaxed);
+                        let (raw, next, since) = &mut pending[split];
+                        if raw.is_empty() {
+                            *since = Instant::now();
+                        }
+                        raw.push(payload, offset as u64);
+                        *next = offset + 1;
+                        if let Some(end) = self.ends[split]
+                            && *next >= end
+                            && !finished[split]
+                        {
+                            finished[split] = true;
+                            unfinished -= 1;
+                        }
+                        if raw.len() >= self.batch_size && !self.hand_over(&mut pending[split]) {
+                            return;
                         }
                     }
-                }
-                Some(Err(e)) => {
+                    // Caught up with the partition.
+                    Queued::End => self.behind[split].store(false, Ordering::Relaxed),
                     // librdkafka retries broker and network failures itself; what reaches
-                    // here is informational (a broker went away, a rebalance of nothing).
-                    tracing::warn!(source = %self.vertex, error = %e, "Kafka consumer");
-                }
-                None => {}
-            }
-            // Lingering chunks are looked for once per millisecond, not per message: with
-            // many partitions per subtask the scan would otherwise cost more than the read.
-            let now = Instant::now();
-            if now.duration_since(last_linger_check) >= Duration::from_millis(1) {
-                last_linger_check = now;
-                for p in pending.iter_mut() {
-                    if !p.0.is_empty() && now.duration_since(p.2) >= LINGER && !self.hand_over(p) {
-                        return;
+                    // here is informational (a broker went away, an offset out of range).
+                    Queued::Error(e) => {
+                        tracing::warn!(source = %self.vertex, partition = %self.origins[split], error = %e, "Kafka consumer");
                     }
+                }
+            }
+            let now = Instant::now();
+            for p in pending.iter_mut() {
+                if !p.0.is_empty() && now.duration_since(p.2) >= LINGER && !self.hand_over(p) {
+                    return;
                 }
             }
         }
+    }
+
+    fn split_of(&self, topic: &[u8], partition: i32) -> Option<usize> {
+        let (_, partitions) = self.splits.iter().find(|(t, _)| **t == *topic)?;
+        partitions.get(&partition).copied()
     }
 
     /// Commits the offsets of the latest completed checkpoint to the group (for lag
@@ -582,7 +612,7 @@ impl Poller {
         };
         let mut list = TopicPartitionList::new();
         for o in offsets {
-            let own = self.splits.get(&o.topic).is_some_and(|t| t.contains_key(&o.partition));
+            let own = self.split_of(o.topic.as_bytes(), o.partition).is_some();
             if own
                 && list
                     .add_partition_offset(&o.topic, o.partition, Offset::Offset(o.next))

@@ -5,6 +5,7 @@
 pub mod commit_notice;
 pub mod kafka_sink;
 pub mod kafka_source;
+pub mod message_batch;
 pub mod partition_assignment;
 pub mod record_producer;
 pub mod topic_router;
