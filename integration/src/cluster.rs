@@ -186,6 +186,14 @@ impl ClusterSandbox {
             .expect("run coordinator cli")
     }
 
+    /// Submits the spec at `spec` to every coordinator and returns the job id; panics with
+    /// the CLI's message when the submit is refused.
+    pub fn submit(&self, spec: &std::path::Path) -> String {
+        let run = self.cli(&["submit", spec.to_str().expect("spec path")], &self.addresses());
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        String::from_utf8_lossy(&run.stdout).trim().to_string()
+    }
+
     pub fn log(&self, id: u64) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("coordinator-{id}.log"))).unwrap_or_default()
     }

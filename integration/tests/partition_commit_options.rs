@@ -112,9 +112,7 @@ fn hours_commit_after_the_delay_and_an_hour_without_rows_commits_empty() {
     )
     .unwrap();
     let all = cluster.addresses();
-    let run = cluster.cli(&["submit", spec.to_str().unwrap()], &all);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let job = String::from_utf8_lossy(&run.stdout).trim().to_string();
+    let job = cluster.submit(&spec);
 
     // Step 1: hours 00–02 are committed, 02 without files.
     let first = notices(&broker, 3, &cluster, &job);
