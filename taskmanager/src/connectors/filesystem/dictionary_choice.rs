@@ -12,7 +12,7 @@ use arrow::datatypes::{DataType, Int32Type, Int64Type, UInt32Type, UInt64Type};
 use arrow::record_batch::RecordBatch;
 
 /// Rows a sample needs before it is trusted (a small batch looks all-distinct).
-pub const SAMPLE_ROWS: usize = 1024;
+const SAMPLE_ROWS: usize = 1024;
 /// A column with more distinct values than this share of the sample gets no dictionary.
 const DISTINCT_SHARE: f64 = 0.5;
 

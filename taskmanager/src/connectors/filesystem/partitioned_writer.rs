@@ -420,6 +420,45 @@ mod tests {
     }
 
     #[test]
+    fn mostly_distinct_columns_are_written_without_a_dictionary() {
+        let root = tempfile::tempdir().unwrap();
+        let rows: Vec<i64> = (0..4096).collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ts", timestamp_ms(), false),
+            Field::new("id", DataType::Int64, false),
+            Field::new("kind", DataType::Int64, false),
+        ]));
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|i| T0 + i)).with_timezone(UTC)),
+                Arc::new(Int64Array::from(rows.clone())),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|i| i % 4))),
+            ],
+        )
+        .unwrap();
+        let mut w = PartitionedWriter::new(&spec(root.path(), 1 << 30), schema, 0, "r1", 0);
+        let mut io = FileIo::default();
+        w.write(&b).unwrap();
+        w.finish().unwrap();
+        for c in w.take_commands() {
+            io.apply(c).unwrap();
+        }
+        let h0 = root.path().join("dt=2024-01-01/hour=00");
+        let file = fs::File::open(h0.join(&names(&h0)[0])).unwrap();
+        let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+        let group = parquet::file::reader::FileReader::metadata(&reader)
+            .row_group(0)
+            .clone();
+        let has_dictionary: Vec<bool> = group
+            .columns()
+            .iter()
+            .map(|c| c.dictionary_page_offset().is_some())
+            .collect();
+        assert_eq!(has_dictionary, vec![false, false, true], "ts, id, kind");
+    }
+
+    #[test]
     fn parts_roll_when_they_reach_the_size_limit() {
         let root = tempfile::tempdir().unwrap();
         let b = batch(&(0..1000).map(|i| T0 + i).collect::<Vec<_>>());

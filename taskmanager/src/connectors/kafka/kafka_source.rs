@@ -1,8 +1,8 @@
 //! Reads the Kafka partitions assigned to one source subtask (`partition_assignment`).
 //! A consumer thread takes librdkafka's messages in batches (`message_batch`) and hands
 //! over one chunk per partition at a time (so each partition keeps its own watermark)
-//! through a bounded channel: a slow job
-//! stops the polling, and librdkafka's own fetch buffers bound what waits in between.
+//! through a bounded channel: a slow job stops the reading, and librdkafka's own fetch
+//! buffers bound what waits in between.
 //! Offsets are tracked from the chunks handed out, so a checkpoint records exactly what
 //! went downstream. When a checkpoint completes, its offsets are committed to the consumer
 //! group (asynchronously, by the consumer thread) so lag monitors see progress; restores
@@ -260,20 +260,16 @@ impl Settings {
             behind: behind.clone(),
             partitions: partitions.clone(),
             consumer,
-            splits: partitions.iter().enumerate().fold(Vec::new(), |mut topics, (i, tp)| {
-                let at = match topics
-                    .iter()
-                    .position(|(t, _): &TopicSplits| **t == *tp.topic.as_bytes())
-                {
-                    Some(at) => at,
-                    None => {
-                        topics.push((tp.topic.as_bytes().into(), HashMap::new()));
-                        topics.len() - 1
-                    }
-                };
-                topics[at].1.insert(tp.partition, i);
-                topics
-            }),
+            splits: partitions
+                .iter()
+                .enumerate()
+                .fold(HashMap::<&str, HashMap<i32, usize>>::new(), |mut m, (i, tp)| {
+                    m.entry(&tp.topic).or_default().insert(tp.partition, i);
+                    m
+                })
+                .into_iter()
+                .map(|(topic, splits)| (topic.as_bytes().into(), splits))
+                .collect(),
             origins: partitions
                 .iter()
                 .map(|tp| Arc::from(format!("{}/{}", tp.topic, tp.partition)))
@@ -531,6 +527,7 @@ impl Poller {
             .collect();
         let mut unfinished = finished.iter().filter(|f| !**f).count();
         let mut applied = vec![false; self.partitions.len()];
+        let mut wait = POLL;
         while !self.stop.load(Ordering::Relaxed) {
             self.apply_pauses(&mut applied);
             self.commit_completed();
@@ -545,13 +542,6 @@ impl Poller {
             }
             // Block for the first message only as long as no chunk must be handed over
             // sooner: the call waits its whole timeout to fill the batch.
-            let now = Instant::now();
-            let wait = pending
-                .iter()
-                .filter(|p| !p.0.is_empty())
-                .map(|p| LINGER.saturating_sub(now.duration_since(p.2)))
-                .min()
-                .unwrap_or(POLL);
             queue.consume(wait, &mut batch);
             for m in batch.iter() {
                 let kind = m.kind();
@@ -590,9 +580,13 @@ impl Poller {
                     }
                 }
             }
+            wait = POLL;
             let now = Instant::now();
-            for p in pending.iter_mut() {
-                if !p.0.is_empty() && now.duration_since(p.2) >= LINGER && !self.hand_over(p) {
+            for p in pending.iter_mut().filter(|p| !p.0.is_empty()) {
+                let lingered = now.duration_since(p.2);
+                if lingered < LINGER {
+                    wait = wait.min(LINGER - lingered);
+                } else if !self.hand_over(p) {
                     return;
                 }
             }
