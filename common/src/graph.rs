@@ -11,8 +11,8 @@ use arrow_schema::SchemaRef;
 use serde::Serialize;
 
 use crate::spec::{
-    BlackholeSinkSpec, FileSourceSpec, FormatSpec, GeneratorSpec, KafkaSinkSpec, KafkaSourceSpec, ParquetSinkSpec,
-    ProjectColumn, WatermarkAlignmentSpec, WindowAggregateSpec,
+    BlackholeSinkSpec, FileSourceSpec, FormatSpec, GeneratorSpec, KafkaDelivery, KafkaSinkSpec, KafkaSourceSpec,
+    ParquetSinkSpec, ProjectColumn, WatermarkAlignmentSpec, WindowAggregateSpec,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -68,6 +68,18 @@ impl VertexKind {
     /// Whether the operator keeps keyed state (which checkpoints snapshot).
     pub fn has_keyed_state(&self) -> bool {
         matches!(self, VertexKind::WindowAggregate(_))
+    }
+
+    /// Whether the vertex is an exactly-once Kafka sink, which keeps the records of its
+    /// uncommitted transactions in checkpoint storage (so a restore can finish them).
+    pub fn keeps_write_ahead_log(&self) -> bool {
+        matches!(self, VertexKind::Sink(SinkConnector::Kafka(k)) if k.delivery == KafkaDelivery::ExactlyOnce)
+    }
+
+    /// Whether every subtask reports a state handle with each checkpoint (keyed state or
+    /// a write-ahead log), which needs checkpoint storage.
+    pub fn has_checkpointed_state(&self) -> bool {
+        self.has_keyed_state() || self.keeps_write_ahead_log()
     }
 }
 
@@ -141,6 +153,11 @@ impl JobGraph {
     /// The vertices with keyed state.
     pub fn stateful_vertices(&self) -> impl Iterator<Item = &Vertex> {
         self.vertices.iter().filter(|v| v.kind.has_keyed_state())
+    }
+
+    /// The vertices whose subtasks report a state handle with each checkpoint.
+    pub fn checkpointed_state_vertices(&self) -> impl Iterator<Item = &Vertex> {
+        self.vertices.iter().filter(|v| v.kind.has_checkpointed_state())
     }
 
     /// Parquet sinks that commit partitions (`commit`).

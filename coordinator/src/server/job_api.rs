@@ -222,7 +222,7 @@ async fn read_savepoint(url: &str, graph: &JobGraph) -> Result<RestoreFrom, weir
         let stateful = graph
             .vertices
             .get(h.vertex as usize)
-            .is_some_and(|v| v.kind.has_keyed_state());
+            .is_some_and(|v| v.kind.has_checkpointed_state());
         if !stateful {
             return Err(refuse(format!(
                 "it holds state of operator #{} that this job does not have",
@@ -234,7 +234,8 @@ async fn read_savepoint(url: &str, graph: &JobGraph) -> Result<RestoreFrom, weir
     Ok(restore)
 }
 
-/// A job with keyed state that checkpoints needs storage every process can open.
+/// A job that checkpoints keyed state (or an exactly-once Kafka sink's write-ahead log)
+/// needs storage every process can open.
 fn check_checkpoint_storage(spec: &JobSpec, graph: &JobGraph) -> Result<(), weir_common::SpecError> {
     let Some(c) = &spec.checkpoint else { return Ok(()) };
     let refuse = |message: String| weir_common::SpecError {
@@ -243,10 +244,19 @@ fn check_checkpoint_storage(spec: &JobSpec, graph: &JobGraph) -> Result<(), weir
     };
     match &c.storage {
         Some(url) => CheckpointStorage::open(url).map(|_| ()).map_err(|e| refuse(e.to_string())),
-        None if graph.stateful_vertices().next().is_some() => Err(refuse(
-            "required: the job has keyed state (window_aggregate); name a URL here or start the coordinators with --checkpoint-storage".into(),
-        )),
-        None => Ok(()),
+        None => match graph.checkpointed_state_vertices().next() {
+            Some(v) => Err(refuse(format!(
+                "required: {} '{}' keeps checkpointed state ({}); name a URL here or start the coordinators with --checkpoint-storage",
+                v.kind.label(),
+                v.name,
+                if v.kind.has_keyed_state() {
+                    "keyed state"
+                } else {
+                    "the write-ahead log of its Kafka transactions"
+                }
+            ))),
+            None => Ok(()),
+        },
     }
 }
 

@@ -745,7 +745,11 @@ impl JobSupervisor {
             .filter(|t| matches!(sup.graph.vertex(t.head()).kind, VertexKind::Source { .. }))
             .map(|t| t.parallelism as usize)
             .sum();
-        let stateful_subtasks: usize = sup.graph.stateful_vertices().map(|v| v.parallelism as usize).sum();
+        let stateful_subtasks: usize = sup
+            .graph
+            .checkpointed_state_vertices()
+            .map(|v| v.parallelism as usize)
+            .sum();
         let committing_subtasks: usize = sup.graph.committing_sinks().map(|v| v.parallelism as usize).sum();
         if let Some((id, started)) = sup.checkpoints.in_flight {
             let positions: Vec<SourceSnapshot> = at_checkpoint(acks.sources, id).collect();

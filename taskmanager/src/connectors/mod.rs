@@ -74,7 +74,7 @@ pub fn build_sink(
             vertex,
             spec,
             subtask,
-            ctx.dead_letters.clone(),
+            ctx,
             metrics,
             ctx.checkpointing.then(|| ctx.metrics.checkpoint(task, subtask)),
         )?),

@@ -60,8 +60,10 @@ pub struct OperatorStateContext {
 pub struct StateServices {
     /// This attempt's RocksDB instances: `<work dir>/state/<job>/a<attempt>`.
     pub local_root: PathBuf,
-    /// Where snapshots go, when the job checkpoints and has keyed state.
+    /// Where snapshots go, when the job checkpoints keyed state or a write-ahead log.
     pub storage: Option<CheckpointStorage>,
+    /// Where the restored checkpoint's files are (a savepoint's own storage, or `storage`).
+    pub restore_storage: Option<CheckpointStorage>,
     /// The runtime that carries uploads (not a slot thread).
     pub runtime: tokio::runtime::Handle,
     /// What the restore fetched, by (vertex, subtask).

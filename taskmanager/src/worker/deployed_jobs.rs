@@ -245,13 +245,13 @@ impl DeployedJobs {
         let job_root = self.work_dir.join("state").join(file_name_safe(job));
         let old = job_root.clone();
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(old)).await;
-        let stateful = graph.stateful_vertices().next().is_some();
+        let stateful = graph.checkpointed_state_vertices().next().is_some();
         let storage = match graph.checkpoint.as_ref() {
             Some(c) if stateful && self.exchange.is_some() => {
                 let url = c
                     .storage
                     .as_deref()
-                    .ok_or_else(|| state_err("checkpoint.storage is not set, and the job has keyed state".into()))?;
+                    .ok_or_else(|| state_err("checkpoint.storage is not set, and the job keeps checkpointed state".into()))?;
                 Some(CheckpointStorage::open(url).map_err(|e| state_err(e.to_string()))?)
             }
             _ => None,
@@ -289,6 +289,7 @@ impl DeployedJobs {
         Ok(StateServices {
             local_root,
             storage,
+            restore_storage,
             runtime: tokio::runtime::Handle::current(),
             restored,
         })

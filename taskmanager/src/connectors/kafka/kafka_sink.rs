@@ -1,9 +1,9 @@
 //! The Kafka sink as the tail of a chain: routes each row to its topic, encodes it (one
 //! JSON object or protobuf message) and hands the records to its producer thread (`record_producer`) through a
 //! bounded channel. At a checkpoint barrier it waits until the thread has everything
-//! before the barrier acknowledged (and, with transactions, prepared), so the subtask
-//! acknowledges the checkpoint only then. Rows with no valid topic, or that cannot be
-//! encoded, go to the dead-letter output (as JSON), counted.
+//! before the barrier acknowledged (and, with transactions, prepared and written ahead to
+//! checkpoint storage), so the subtask acknowledges the checkpoint only then. Rows with no
+//! valid topic, or that cannot be encoded, go to the dead-letter output (as JSON), counted.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,17 +13,20 @@ use arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 use weir_common::graph::Vertex;
-use weir_common::spec::{FormatSpec, KafkaSinkSpec};
+use weir_common::spec::{FormatSpec, KafkaDelivery, KafkaSinkSpec};
 
 use super::record_producer::{self, OutgoingRecord, ProducerCommand, RecordProducer};
 use super::topic_router::TopicRouter;
+use super::write_ahead_store::WriteAheadTarget;
 use crate::dead_letter::{DeadLetter, DeadLetterQueue};
 use crate::error::TaskError;
 use crate::formats::json_rows::rows_as_json;
 use crate::formats::protobuf_encoder::ProtobufEncoder;
+use crate::runtime::job_deployment::JobContext;
 use crate::runtime::sink::{Sink, SinkReport};
 use crate::runtime::stream_event::StreamEvent;
 use crate::runtime::subtask_metrics::{CheckpointProgress, SubtaskMetrics};
+use crate::state::{instance_name, job_prefix};
 
 /// Record chunks queued for the producer thread (one chunk per input batch).
 const PRODUCER_QUEUE: usize = 8;
@@ -52,7 +55,7 @@ impl KafkaSink {
         vertex: &Vertex,
         spec: &KafkaSinkSpec,
         subtask: u32,
-        dead_letters: DeadLetterQueue,
+        ctx: &JobContext,
         metrics: Arc<SubtaskMetrics>,
         checkpoints: Option<Arc<CheckpointProgress>>,
     ) -> Result<Self, TaskError> {
@@ -81,12 +84,16 @@ impl KafkaSink {
             .transactional_id_prefix
             .clone()
             .unwrap_or_else(|| format!("weir-{job_name}-{}", vertex.name));
+        let write_ahead = match (&checkpoints, spec.delivery) {
+            (Some(_), KafkaDelivery::ExactlyOnce) => write_ahead_target(vertex, subtask, ctx)?,
+            _ => None,
+        };
         let (name, spec_, thread_metrics, thread_abort) =
             (vertex.name.clone(), spec.clone(), metrics.clone(), abort.clone());
         let thread = std::thread::Builder::new()
             .name(format!("kafka-sink-{}-{subtask}", vertex.name))
             .spawn(move || {
-                let producer = RecordProducer::connect(&name, &spec_, &prefix, subtask, thread_metrics)?;
+                let producer = RecordProducer::connect(&name, &spec_, &prefix, subtask, thread_metrics, write_ahead)?;
                 record_producer::run(producer, rx, completed_rx, thread_abort)
             })
             .map_err(|e| TaskError::Connector {
@@ -102,7 +109,7 @@ impl KafkaSink {
             thread: Some(thread),
             abort,
             checkpoints,
-            dead_letters,
+            dead_letters: ctx.dead_letters.clone(),
             metrics,
             rows: 0,
         })
@@ -117,10 +124,10 @@ impl KafkaSink {
     }
 
     /// Waits for the producer thread's answer to a barrier or the end of input.
-    async fn ask(
+    async fn ask<T>(
         &mut self,
-        cmd: impl FnOnce(oneshot::Sender<Result<(), TaskError>>) -> ProducerCommand,
-    ) -> Result<(), TaskError> {
+        cmd: impl FnOnce(oneshot::Sender<Result<T, TaskError>>) -> ProducerCommand,
+    ) -> Result<T, TaskError> {
         let (done, answer) = oneshot::channel();
         self.send(cmd(done)).await?;
         match answer.await {
@@ -200,8 +207,15 @@ impl Sink for KafkaSink {
                     StreamEvent::Data(batch) => self.write_batch(batch).await?,
                     StreamEvent::Watermark(wm) => self.metrics.set_watermark(wm),
                     StreamEvent::Barrier(checkpoint) => {
-                        if self.checkpoints.is_some() {
-                            self.ask(|done| ProducerCommand::Barrier { checkpoint, done }).await?;
+                        if let Some(progress) = self.checkpoints.clone() {
+                            let handle = self.ask(|done| ProducerCommand::Barrier { checkpoint, done }).await?;
+                            if let Some(handle) = handle {
+                                // Registered before the barrier counts as passed, so the
+                                // acknowledgement carries it.
+                                let mut state = progress.state.lock().expect("state lock");
+                                state.begin(checkpoint);
+                                state.finish(checkpoint, Some(handle));
+                            }
                         }
                     }
                     StreamEvent::EndOfStream | StreamEvent::Idle(_) => {}
@@ -244,4 +258,39 @@ impl Drop for KafkaSink {
         self.producer = None;
         self.thread = None;
     }
+}
+
+/// Where an exactly-once sink subtask writes ahead, and the restored checkpoint's segments
+/// it settles: those of the old subtasks `j` with `j % parallelism == subtask` (all of
+/// them after a rescale). `None` without checkpoint storage (`coordinator local` does not
+/// restore).
+fn write_ahead_target(vertex: &Vertex, subtask: u32, ctx: &JobContext) -> Result<Option<WriteAheadTarget>, TaskError> {
+    let Some(storage) = ctx.state.storage.clone() else {
+        return Ok(None);
+    };
+    let id = vertex.id.0 as u32;
+    let mut restored = Vec::new();
+    if let Some(r) = &ctx.restore {
+        for h in r
+            .state
+            .iter()
+            .filter(|h| h.vertex == id && h.subtask % vertex.parallelism == subtask)
+        {
+            let from = ctx.state.restore_storage.clone().ok_or_else(|| TaskError::Connector {
+                vertex: vertex.name.clone(),
+                message: "the restored checkpoint has a write-ahead log but no storage to read it from".into(),
+            })?;
+            restored.extend(h.files.iter().map(|f| (from.clone(), f.path.clone())));
+        }
+    }
+    let instance = instance_name(vertex, subtask);
+    Ok(Some(WriteAheadTarget {
+        storage,
+        prefix: format!("{}/{instance}-a{}", job_prefix(&ctx.job_id), ctx.attempt),
+        spool_dir: ctx.state.local_root.join(format!("kafka-wal-{instance}")),
+        runtime: ctx.state.runtime.clone(),
+        vertex: id,
+        subtask,
+        restored,
+    }))
 }
