@@ -132,31 +132,37 @@ impl KafkaBroker {
     /// Every record of partition `partition` of `topic`, oldest first (reads up to the
     /// end offset as of the call).
     pub fn read_partition(&self, topic: &str, partition: i32) -> Result<Vec<Vec<u8>>> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.address)
-            .set("group.id", "weir-test-reader")
-            .set("enable.auto.commit", "false")
-            .create()?;
-        let timeout = Duration::from_secs(10);
-        let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, partition, Offset::Offset(low))?;
-        consumer.assign(&tpl)?;
-        let mut out = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut next = low;
-        while next < high {
-            if Instant::now() > deadline {
-                bail!("reading {topic}/{partition}: stuck at offset {next} of {high}");
-            }
-            if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-                let m = m?;
-                out.push(m.payload().unwrap_or_default().to_vec());
-                next = m.offset() + 1;
-            }
-        }
-        Ok(out)
+        read_partition(&self.address, topic, partition)
     }
+}
+
+/// Every record of partition `partition` of `topic` on the broker at `address`, oldest
+/// first (reads up to the end offset as of the call).
+pub fn read_partition(address: &str, topic: &str, partition: i32) -> Result<Vec<Vec<u8>>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", address)
+        .set("group.id", "weir-test-reader")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let timeout = Duration::from_secs(10);
+    let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(low))?;
+    consumer.assign(&tpl)?;
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut next = low;
+    while next < high {
+        if Instant::now() > deadline {
+            bail!("reading {topic}/{partition}: stuck at offset {next} of {high}");
+        }
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m?;
+            out.push(m.payload().unwrap_or_default().to_vec());
+            next = m.offset() + 1;
+        }
+    }
+    Ok(out)
 }
 
 impl Drop for KafkaBroker {

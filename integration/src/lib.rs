@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod kafka_broker;
+pub mod mock_kafka;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

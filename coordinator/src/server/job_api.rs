@@ -243,7 +243,9 @@ fn check_checkpoint_storage(spec: &JobSpec, graph: &JobGraph) -> Result<(), weir
         message,
     };
     match &c.storage {
-        Some(url) => CheckpointStorage::open(url).map(|_| ()).map_err(|e| refuse(e.to_string())),
+        Some(url) => CheckpointStorage::open(url)
+            .map(|_| ())
+            .map_err(|e| refuse(e.to_string())),
         None => match graph.checkpointed_state_vertices().next() {
             Some(v) => Err(refuse(format!(
                 "required: {} '{}' keeps checkpointed state ({}); name a URL here or start the coordinators with --checkpoint-storage",

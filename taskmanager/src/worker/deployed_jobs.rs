@@ -248,10 +248,9 @@ impl DeployedJobs {
         let stateful = graph.checkpointed_state_vertices().next().is_some();
         let storage = match graph.checkpoint.as_ref() {
             Some(c) if stateful && self.exchange.is_some() => {
-                let url = c
-                    .storage
-                    .as_deref()
-                    .ok_or_else(|| state_err("checkpoint.storage is not set, and the job keeps checkpointed state".into()))?;
+                let url = c.storage.as_deref().ok_or_else(|| {
+                    state_err("checkpoint.storage is not set, and the job keeps checkpointed state".into())
+                })?;
                 Some(CheckpointStorage::open(url).map_err(|e| state_err(e.to_string()))?)
             }
             _ => None,

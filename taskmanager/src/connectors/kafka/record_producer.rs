@@ -160,7 +160,8 @@ impl RecordProducer {
                 (slots.remove(0), slots)
             }
         };
-        let (write_ahead, restored, marker) = match write_ahead.filter(|_| spec.delivery == KafkaDelivery::ExactlyOnce) {
+        let (write_ahead, restored, marker) = match write_ahead.filter(|_| spec.delivery == KafkaDelivery::ExactlyOnce)
+        {
             Some(target) => {
                 let (store, restored) = WriteAheadStore::open(vertex, target)?;
                 let group = marker::marker_group(prefix, subtask);
@@ -232,7 +233,8 @@ impl RecordProducer {
             let metadata = marker::group_metadata(&self.spec, &trailer.marker_group).map_err(|e| self.error(e))?;
             let mut chunk = Vec::with_capacity(REPLAY_CHUNK);
             for record in segment {
-                chunk.push(record.map_err(|e| self.error(format!("replaying checkpoint {}: {e}", trailer.checkpoint)))?);
+                chunk
+                    .push(record.map_err(|e| self.error(format!("replaying checkpoint {}: {e}", trailer.checkpoint)))?);
                 if chunk.len() == REPLAY_CHUNK {
                     self.produce(&std::mem::take(&mut chunk), abort)?;
                 }
@@ -245,9 +247,17 @@ impl RecordProducer {
             let offsets = marker_offsets(&trailer.marker_topic, trailer.checkpoint).map_err(|e| self.error(e))?;
             self.open
                 .send_offsets_to_transaction(&offsets, &metadata, CALL_TIMEOUT)
-                .map_err(|e| self.error(format!("commit marker of the replay of checkpoint {}: {e}", trailer.checkpoint)))?;
+                .map_err(|e| {
+                    self.error(format!(
+                        "commit marker of the replay of checkpoint {}: {e}",
+                        trailer.checkpoint
+                    ))
+                })?;
             self.open.commit_transaction(CALL_TIMEOUT).map_err(|e| {
-                self.error(format!("committing the replay of checkpoint {}: {e}", trailer.checkpoint))
+                self.error(format!(
+                    "committing the replay of checkpoint {}: {e}",
+                    trailer.checkpoint
+                ))
             })?;
             self.begin()?;
             tracing::warn!(sink = %self.vertex, checkpoint = trailer.checkpoint, records = trailer.records, marker = ?committed, "wrote again a transaction whose checkpoint completed but which was never committed");
@@ -592,7 +602,10 @@ mod tests {
         fn new() -> Self {
             let dir = tempfile::tempdir().unwrap();
             let storage = CheckpointStorage::open(&format!("file://{}", dir.path().join("chk").display())).unwrap();
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             Self { dir, runtime, storage }
         }
 
@@ -651,7 +664,11 @@ mod tests {
             vec!["kafka-wal-c1", "kafka-wal-c2"],
             "checkpoint 1 failed: its transaction is still open at checkpoint 2"
         );
-        assert!(at_2.files.iter().all(|f| f.checkpoint == 2 && f.path.starts_with("job/out-0-a0/chk-2/")));
+        assert!(
+            at_2.files
+                .iter()
+                .all(|f| f.checkpoint == 2 && f.path.starts_with("job/out-0-a0/chk-2/"))
+        );
         assert_eq!(first.write_ahead.as_ref().unwrap().uncommitted(), vec![1, 2]);
         drop(first);
         assert_eq!(read_all(&cluster.bootstrap_servers(), "out", 250).len(), 250);
@@ -670,7 +687,11 @@ mod tests {
         second.finish().unwrap();
         let read = read_all(&cluster.bootstrap_servers(), "out", 550);
         assert_eq!(read.len(), 550);
-        assert_eq!(read[250..], payloads(0..300)[..], "replayed in order, then the new records");
+        assert_eq!(
+            read[250..],
+            payloads(0..300)[..],
+            "replayed in order, then the new records"
+        );
     }
 
     /// A transaction whose marker reached its checkpoint committed: nothing is written

@@ -57,7 +57,12 @@ pub fn group_metadata(spec: &KafkaSinkSpec, group: &str) -> Result<ConsumerGroup
 
 /// The checkpoint of the last transaction that committed a marker on `topic` to
 /// `group`, `None` when none did.
-pub fn committed_marker(spec: &KafkaSinkSpec, group: &str, topic: &str, timeout: Duration) -> Result<Option<u64>, String> {
+pub fn committed_marker(
+    spec: &KafkaSinkSpec,
+    group: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Option<u64>, String> {
     let mut wanted = TopicPartitionList::new();
     wanted
         .add_partition(topic, 0)

@@ -105,10 +105,12 @@ impl WriteAheadStore {
     pub fn seal(&mut self, checkpoint: u64, transactional_ids: &[String], marker_group: &str) -> Result<(), TaskError> {
         let next = self.new_spool()?;
         let spool = self.open.replace(next).expect("a spool is open between barriers");
-        if let Some(segment) = spool
-            .seal(checkpoint, transactional_ids, marker_group)
-            .map_err(|e| connector(&self.sink, format!("sealing the write-ahead log of checkpoint {checkpoint}: {e}")))?
-        {
+        if let Some(segment) = spool.seal(checkpoint, transactional_ids, marker_group).map_err(|e| {
+            connector(
+                &self.sink,
+                format!("sealing the write-ahead log of checkpoint {checkpoint}: {e}"),
+            )
+        })? {
             self.sealed.insert(checkpoint, segment);
         }
         Ok(())
@@ -124,7 +126,12 @@ impl WriteAheadStore {
             let bytes = self
                 .runtime
                 .block_on(self.storage.upload(&segment.path, &path))
-                .map_err(|e| connector(&self.sink, format!("uploading the write-ahead log of checkpoint {txn}: {e}")))?;
+                .map_err(|e| {
+                    connector(
+                        &self.sink,
+                        format!("uploading the write-ahead log of checkpoint {txn}: {e}"),
+                    )
+                })?;
             files.push(StateFile {
                 name,
                 path,
