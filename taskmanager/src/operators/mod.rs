@@ -1,6 +1,7 @@
 //! The operators, one file each, and the one place that builds them from a graph vertex.
 
 pub mod filter;
+pub mod join_store;
 pub mod key_by;
 pub mod project;
 pub mod window_aggregate;

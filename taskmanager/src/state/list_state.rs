@@ -26,6 +26,18 @@ impl ListState<'_> {
         self.0.delete(&state_key(ns, key_group, key))
     }
 
+    /// Sets the list to `elements` (one write, for dropping some elements).
+    pub fn replace<'e>(
+        &self,
+        ns: i64,
+        key_group: u32,
+        key: &[u8],
+        elements: impl Iterator<Item = &'e [u8]>,
+    ) -> Result<(), StateError> {
+        let list: Vec<u8> = elements.flat_map(encode_element).collect();
+        self.0.put(&state_key(ns, key_group, key), &list)
+    }
+
     /// Every namespace's rows, for operators that scope state by window or by time.
     pub fn table(&self) -> &StateTable<'_> {
         &self.0

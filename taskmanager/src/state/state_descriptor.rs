@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use rocksdb::merge_operator::MergeOperands;
-use rocksdb::{DBCompressionType, Options};
+use rocksdb::{BlockBasedOptions, DBCompressionType, Options};
 
 /// The column family that holds an operator's event-time timers.
 pub const TIMERS: &str = "timers";
@@ -65,6 +65,9 @@ impl StateKind {
 pub struct StateDescriptor {
     pub name: String,
     pub kind: StateKind,
+    /// Read mostly by key, often for keys it does not hold: bloom filters in the memtable
+    /// and in every file answer a miss without a search.
+    pub point_lookups: bool,
 }
 
 impl StateDescriptor {
@@ -98,7 +101,13 @@ impl StateDescriptor {
         Self {
             name: name.to_string(),
             kind,
+            point_lookups: false,
         }
+    }
+
+    pub fn with_point_lookups(mut self) -> Self {
+        self.point_lookups = true;
+        self
     }
 
     /// The column family's options: its merge operator, and no compression above the
@@ -114,6 +123,14 @@ impl StateDescriptor {
                 });
             }
             StateKind::Value | StateKind::Map | StateKind::Timers => {}
+        }
+        if self.point_lookups {
+            o.set_memtable_whole_key_filtering(true);
+            o.set_memtable_prefix_bloom_ratio(0.1);
+            let mut table = BlockBasedOptions::default();
+            table.set_bloom_filter(10.0, false);
+            table.set_whole_key_filtering(true);
+            o.set_block_based_table_factory(&table);
         }
         o
     }
