@@ -5,6 +5,7 @@ pub mod join_store;
 pub mod key_by;
 pub mod project;
 pub mod window_aggregate;
+pub mod window_join;
 pub mod window_state;
 pub mod window_store;
 
