@@ -212,16 +212,51 @@ mod tests {
     use super::*;
 
     fn store(dir: &std::path::Path) -> JoinStore {
+        restored(dir, KeyGroupRange { start: 0, end: 128 }, Vec::new())
+    }
+
+    /// A 60 s window, emitted 5 s after it closes; `merge_from`: snapshots to restore.
+    fn restored(dir: &std::path::Path, key_groups: KeyGroupRange, merge_from: Vec<std::path::PathBuf>) -> JoinStore {
         let ctx = OperatorStateContext {
             dir: dir.to_path_buf(),
-            key_groups: KeyGroupRange { start: 0, end: 128 },
+            key_groups,
             max_parallelism: 128,
-            merge_from: Vec::new(),
-            restored: false,
+            restored: !merge_from.is_empty(),
+            merge_from,
             uploader: None,
         };
-        // A 60 s window, emitted 5 s after it closes.
         JoinStore::new("join", ctx, 60_000, 5_000)
+    }
+
+    /// What waits survives a snapshot, and a rescaled restore keeps exactly the key
+    /// groups of the new subtask: its A rows fire with their B rows, none of the others'.
+    #[test]
+    fn pending_rows_survive_a_snapshot_and_split_by_key_group_on_rescale() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = store(&dir.path().join("old"));
+        for kg in [3u32, 70] {
+            let key = format!("k{kg}");
+            s.add_a(kg, key.as_bytes(), 1_000, b"a").unwrap();
+            s.add_b(kg, key.as_bytes(), 2_000, b"b").unwrap();
+        }
+        let mut early = Vec::new();
+        s.fire(0, 10, &mut early).unwrap();
+        assert!(early.is_empty());
+        // Moved out of the instance's directory, which goes with the instance.
+        let snapshot = dir.path().join("chk-1");
+        std::fs::rename(s.state.backend().unwrap().snapshot(1).unwrap(), &snapshot).unwrap();
+        drop(s);
+        let mut low = restored(
+            &dir.path().join("new"),
+            KeyGroupRange { start: 0, end: 64 },
+            vec![snapshot],
+        );
+        let fired = fire_all(&mut low, i64::MAX);
+        assert_eq!(fired.len(), 1);
+        assert_eq!(
+            (fired[0].key_group, fired[0].key.as_slice(), fired[0].matches.len()),
+            (3, &b"k3"[..], 1)
+        );
     }
 
     fn fire_all(s: &mut JoinStore, watermark: i64) -> Vec<Fired> {
