@@ -22,7 +22,7 @@ use arrow::compute::take;
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
-use arrow::row::{RowConverter, SortField};
+use arrow::row::{RowConverter, Rows, SortField};
 use weir_common::key_groups::key_group;
 
 use crate::error::TaskError;
@@ -59,6 +59,13 @@ pub struct JoinOptions {
     pub inner: bool,
     /// The B columns in the output, by index into B's schema.
     pub b_columns: Vec<usize>,
+}
+
+struct Encoded {
+    keys: Rows,
+    groups: Vec<u32>,
+    rows: Rows,
+    times: Vec<i64>,
 }
 
 pub struct WindowJoin {
@@ -121,49 +128,48 @@ impl WindowJoin {
         TaskError::arrow(&self.name, e)
     }
 
-    /// The key bytes and key group of every row of `batch` (one side's key columns).
-    fn keys_of(&self, batch: &RecordBatch, key_columns: &[usize]) -> Result<(arrow::row::Rows, Vec<u32>), TaskError> {
-        let cols: Vec<ArrayRef> = key_columns.iter().map(|i| batch.column(*i).clone()).collect();
-        let rows = self.keys.convert_columns(&cols).map_err(|e| self.arrow(e))?;
-        let groups = hash_keys(&cols, batch.num_rows())
-            .map_err(|e| self.arrow(e))?
-            .into_iter()
-            .map(|h| key_group(h, self.max_parallelism))
-            .collect();
-        Ok((rows, groups))
+    /// One side's batch in the store's terms: per row its key, key group, event time and
+    /// whole row.
+    fn encode(&self, batch: &RecordBatch, a_side: bool) -> Result<Encoded, TaskError> {
+        let (side, converter) = if a_side {
+            (&self.a, &self.a_rows)
+        } else {
+            (&self.b, &self.b_rows)
+        };
+        let cols: Vec<ArrayRef> = side.key_columns.iter().map(|i| batch.column(*i).clone()).collect();
+        Ok(Encoded {
+            keys: self.keys.convert_columns(&cols).map_err(|e| self.arrow(e))?,
+            groups: hash_keys(&cols, batch.num_rows())
+                .map_err(|e| self.arrow(e))?
+                .into_iter()
+                .map(|h| key_group(h, self.max_parallelism))
+                .collect(),
+            rows: converter.convert_columns(batch.columns()).map_err(|e| self.arrow(e))?,
+            times: event_times(batch, side.event_time_column).to_vec(),
+        })
     }
 
     pub fn on_a(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
-        let (keys, groups) = self.keys_of(batch, &self.a.key_columns.clone())?;
-        let rows = self
-            .a_rows
-            .convert_columns(batch.columns())
-            .map_err(|e| self.arrow(e))?;
-        let times = event_times(batch, self.a.event_time_column);
-        for i in 0..batch.num_rows() {
-            if self.store.due(times[i]) <= self.watermark {
+        let e = self.encode(batch, true)?;
+        for (i, &t) in e.times.iter().enumerate() {
+            if self.store.due(t) <= self.watermark {
                 self.late_a += 1;
             }
             self.store
-                .add_a(groups[i], keys.row(i).as_ref(), times[i], rows.row(i).as_ref())?;
+                .add_a(e.groups[i], e.keys.row(i).as_ref(), t, e.rows.row(i).as_ref())?;
         }
         Ok(())
     }
 
     pub fn on_b(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
-        let (keys, groups) = self.keys_of(batch, &self.b.key_columns.clone())?;
-        let rows = self
-            .b_rows
-            .convert_columns(batch.columns())
-            .map_err(|e| self.arrow(e))?;
-        let times = event_times(batch, self.b.event_time_column);
-        for i in 0..batch.num_rows() {
-            if self.store.due(times[i]) <= self.watermark {
+        let e = self.encode(batch, false)?;
+        for (i, &t) in e.times.iter().enumerate() {
+            if self.store.due(t) <= self.watermark {
                 self.late_b += 1;
                 continue;
             }
             self.store
-                .add_b(groups[i], keys.row(i).as_ref(), times[i], rows.row(i).as_ref())?;
+                .add_b(e.groups[i], e.keys.row(i).as_ref(), t, e.rows.row(i).as_ref())?;
         }
         Ok(())
     }
@@ -407,121 +413,5 @@ mod tests {
         out.clear();
         j.on_watermark(100_001, &mut out).unwrap();
         assert_eq!(rows(&out), vec![(1, None, 0)]);
-    }
-}
-
-/// W1 (shared/bench/flink/README.md) scaled down, through the operator alone: every
-/// impression once, labelled by its click, checked against counters computed here from the
-/// workload's definition. (At N = 5,000,000 the same loop reproduces the README's
-/// counters: 5,000,000 outputs, 650,181 with label 1, Σ(click_ts − imp_ts) = 9,753,684,532.)
-#[cfg(test)]
-mod w1_workload {
-    use arrow::array::{AsArray, TimestampMillisecondArray, UInt64Array};
-    use arrow::datatypes::{DataType, Field, Int32Type, Schema, TimeUnit, TimestampMillisecondType};
-    use weir_common::key_groups::KeyGroupRange;
-
-    use super::*;
-    use crate::connectors::generator::datagen::{below, w1};
-    use crate::state::OperatorStateContext;
-
-    const N: u64 = 200_000;
-    const BATCH: u64 = 4096;
-
-    fn clicked(g: u64) -> bool {
-        below(g, 5, 10000) < 1300
-    }
-
-    fn click_ts(g: u64) -> i64 {
-        w1::imp_ts(g) + below(g, 6, 30001) as i64
-    }
-
-    #[test]
-    fn w1_impressions_come_out_once_with_the_clicks_of_their_window() {
-        let dir = tempfile::tempdir().unwrap();
-        let ts = || DataType::Timestamp(TimeUnit::Millisecond, None);
-        let rows: SchemaRef = Arc::new(Schema::new(vec![
-            Field::new("request_id", DataType::UInt64, false),
-            Field::new("ts", ts(), false),
-        ]));
-        let output: SchemaRef = Arc::new(Schema::new(vec![
-            Field::new("request_id", DataType::UInt64, false),
-            Field::new("ts", ts(), false),
-            Field::new("click_ts", ts(), true),
-            Field::new("label", DataType::Int32, false),
-        ]));
-        let ctx = OperatorStateContext {
-            dir: dir.path().to_path_buf(),
-            key_groups: KeyGroupRange { start: 0, end: 128 },
-            max_parallelism: 128,
-            merge_from: Vec::new(),
-            restored: false,
-            uploader: None,
-        };
-        let options = JoinOptions {
-            window_ms: 60_000,
-            delay_ms: 0,
-            matches: JoinMatches::First,
-            inner: false,
-            b_columns: vec![1],
-        };
-        let side = || JoinSide {
-            schema: rows.clone(),
-            key_columns: vec![0],
-            event_time_column: 1,
-        };
-        let store = JoinStore::new("w1", ctx, options.window_ms, options.delay_ms);
-        let mut join = WindowJoin::new("w1", options, side(), side(), output, store, 128).unwrap();
-        let batch = |gs: &[u64], t: fn(u64) -> i64| {
-            RecordBatch::try_new(
-                rows.clone(),
-                vec![
-                    Arc::new(UInt64Array::from_iter_values(gs.iter().map(|g| w1::request_id(*g)))),
-                    Arc::new(TimestampMillisecondArray::from_iter_values(gs.iter().map(|g| t(*g)))),
-                ],
-            )
-            .unwrap()
-        };
-        let (mut outputs, mut label1, mut delay_sum) = (0u64, 0u64, 0i64);
-        let mut seen = std::collections::HashSet::new();
-        let mut count = |events: &mut Vec<StreamEvent>| {
-            for e in events.drain(..) {
-                if let StreamEvent::Data(b) = e {
-                    let ids = b.column(0).as_primitive::<arrow::datatypes::UInt64Type>();
-                    let imp = b.column(1).as_primitive::<TimestampMillisecondType>();
-                    let click = b.column(2).as_primitive::<TimestampMillisecondType>();
-                    let label = b.column(3).as_primitive::<Int32Type>();
-                    for i in 0..b.num_rows() {
-                        assert!(seen.insert(ids.value(i)), "request {} emitted twice", ids.value(i));
-                        outputs += 1;
-                        if label.value(i) == 1 {
-                            label1 += 1;
-                            delay_sum += click.value(i) - imp.value(i);
-                        }
-                    }
-                }
-            }
-        };
-        let mut out = Vec::new();
-        for first in (0..N).step_by(BATCH as usize) {
-            let gs: Vec<u64> = (first..(first + BATCH).min(N)).collect();
-            let clicks: Vec<u64> = gs.iter().copied().filter(|g| clicked(*g)).collect();
-            join.on_a(&batch(&gs, w1::imp_ts)).unwrap();
-            join.on_b(&batch(&clicks, click_ts)).unwrap();
-            // The clicks' watermark: 31 s behind the newest (their disorder bound).
-            join.on_watermark(w1::imp_ts(gs[gs.len() - 1]) - 31_001, &mut out)
-                .unwrap();
-            count(&mut out);
-        }
-        join.on_watermark(i64::MAX, &mut out).unwrap();
-        count(&mut out);
-        let expected_label1 = (0..N).filter(|g| clicked(*g)).count() as u64;
-        let expected_delay: i64 = (0..N)
-            .filter(|g| clicked(*g))
-            .map(|g| click_ts(g) - w1::imp_ts(g))
-            .sum();
-        assert_eq!(outputs, N, "every impression once");
-        assert_eq!(label1, expected_label1);
-        assert_eq!(delay_sum, expected_delay);
-        assert_eq!((join.late_a, join.late_b), (0, 0));
     }
 }

@@ -609,6 +609,18 @@ mod tests {
             Self { dir, runtime, storage }
         }
 
+        /// A transactional producer of subtask 0 writing ahead into this storage.
+        fn connect(
+            &self,
+            spec: &KafkaSinkSpec,
+            prefix: &str,
+            attempt: u32,
+            restored: &Option<StateHandle>,
+        ) -> RecordProducer {
+            let metrics = Arc::new(SubtaskMetrics::default());
+            RecordProducer::connect("out", spec, prefix, 0, metrics, Some(self.target(attempt, restored))).unwrap()
+        }
+
         fn target(&self, attempt: u32, restored: &Option<StateHandle>) -> WriteAheadTarget {
             WriteAheadTarget {
                 storage: self.storage.clone(),
@@ -641,18 +653,9 @@ mod tests {
         cluster.create_topic("out", 1, 1).unwrap();
         let spec = exactly_once(&cluster);
         let storage = Storage::new();
-        let metrics = Arc::new(SubtaskMetrics::default());
         let abort = AtomicBool::new(false);
         let (_done_tx, done_rx) = flume::bounded(4);
-        let mut first = RecordProducer::connect(
-            "out",
-            &spec,
-            "weir-test",
-            0,
-            metrics.clone(),
-            Some(storage.target(0, &None)),
-        )
-        .unwrap();
+        let mut first = storage.connect(&spec, "weir-test", 0, &None);
         assert_eq!(first.recover(&abort).unwrap(), 0);
         first.send(records("out", 0..100), &abort).unwrap();
         let at_1 = first.barrier(1, &done_rx).unwrap().expect("a write-ahead handle");
@@ -673,15 +676,7 @@ mod tests {
         drop(first);
         assert_eq!(read_all(&cluster.bootstrap_servers(), "out", 250).len(), 250);
 
-        let mut second = RecordProducer::connect(
-            "out",
-            &spec,
-            "weir-test",
-            0,
-            metrics.clone(),
-            Some(storage.target(1, &Some(at_2))),
-        )
-        .unwrap();
+        let mut second = storage.connect(&spec, "weir-test", 1, &Some(at_2));
         assert_eq!(second.recover(&abort).unwrap(), 250);
         second.send(records("out", 250..300), &abort).unwrap();
         second.finish().unwrap();
@@ -703,18 +698,9 @@ mod tests {
         cluster.create_topic("out", 1, 1).unwrap();
         let spec = exactly_once(&cluster);
         let storage = Storage::new();
-        let metrics = Arc::new(SubtaskMetrics::default());
         let abort = AtomicBool::new(false);
         let (_done_tx, done_rx) = flume::bounded(4);
-        let mut first = RecordProducer::connect(
-            "out",
-            &spec,
-            "old-name",
-            0,
-            metrics.clone(),
-            Some(storage.target(0, &None)),
-        )
-        .unwrap();
+        let mut first = storage.connect(&spec, "old-name", 0, &None);
         first.send(records("out", 0..100), &abort).unwrap();
         let at_1 = first.barrier(1, &done_rx).unwrap().unwrap();
         first.commit_up_to(1).unwrap();
@@ -732,15 +718,7 @@ mod tests {
             .commit(&marker_offsets("out", 1).unwrap(), rdkafka::consumer::CommitMode::Sync)
             .unwrap();
 
-        let mut second = RecordProducer::connect(
-            "out",
-            &spec,
-            "new-name",
-            0,
-            metrics,
-            Some(storage.target(1, &Some(at_1))),
-        )
-        .unwrap();
+        let mut second = storage.connect(&spec, "new-name", 1, &Some(at_1));
         assert_eq!(second.recover(&abort).unwrap(), 0);
         second.finish().unwrap();
         assert_eq!(read_all(&cluster.bootstrap_servers(), "out", 101).len(), 100);
