@@ -16,7 +16,6 @@ use anyhow::Result;
 use arrow::array::{AsArray, RecordBatch, TimestampMillisecondArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
 use clap::Parser;
-use weir_common::key_groups::KeyGroupRange;
 use weir_taskmanager::connectors::generator::datagen::{below, w1};
 use weir_taskmanager::operators::join_store::JoinStore;
 use weir_taskmanager::operators::window_join::{JoinMatches, JoinOptions, JoinSide, WindowJoin};
@@ -95,14 +94,7 @@ fn main() -> Result<()> {
         Field::new("click_ts", ts(), true),
         Field::new("label", DataType::Int32, false),
     ]));
-    let ctx = OperatorStateContext {
-        dir: dir.path().join("state"),
-        key_groups: KeyGroupRange { start: 0, end: 128 },
-        max_parallelism: 128,
-        merge_from: Vec::new(),
-        restored: false,
-        uploader: None,
-    };
+    let ctx = OperatorStateContext::standalone(dir.path().join("state"), 128);
     let options = JoinOptions {
         window_ms: 60_000,
         delay_ms: 0,

@@ -189,6 +189,7 @@ impl JoinStore {
     }
 
     /// The earliest time an A row is due, if any waits.
+    #[cfg(test)]
     pub fn next_due(&mut self) -> Result<Option<i64>, StateError> {
         let mut first = None;
         let from = time_bytes(self.waiting_floor);
@@ -218,12 +219,10 @@ mod tests {
     /// A 60 s window, emitted 5 s after it closes; `merge_from`: snapshots to restore.
     fn restored(dir: &std::path::Path, key_groups: KeyGroupRange, merge_from: Vec<std::path::PathBuf>) -> JoinStore {
         let ctx = OperatorStateContext {
-            dir: dir.to_path_buf(),
             key_groups,
-            max_parallelism: 128,
             restored: !merge_from.is_empty(),
             merge_from,
-            uploader: None,
+            ..OperatorStateContext::standalone(dir.to_path_buf(), 128)
         };
         JoinStore::new("join", ctx, 60_000, 5_000)
     }

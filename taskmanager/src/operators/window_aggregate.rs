@@ -299,14 +299,7 @@ mod tests {
                 "ts",
                 output,
                 metrics.clone(),
-                OperatorStateContext {
-                    dir,
-                    key_groups: weir_common::key_groups::KeyGroupRange { start: 0, end: 128 },
-                    max_parallelism: 128,
-                    merge_from: Vec::new(),
-                    restored: false,
-                    uploader: None,
-                },
+                OperatorStateContext::standalone(dir, 128),
             )
             .unwrap(),
             input,

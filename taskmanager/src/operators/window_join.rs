@@ -236,13 +236,12 @@ impl WindowJoin {
             .b_rows
             .convert_rows(b_rows.iter().map(|r| b_parser.parse(r)))
             .map_err(|e| self.arrow(e))?;
-        let picks = UInt32Array::from(b_of.clone());
+        let label = Int32Array::from_iter_values(b_of.iter().map(|b| i32::from(b.is_some())));
+        let picks = UInt32Array::from(b_of);
         for i in &self.options.b_columns {
             columns.push(take(&b_columns[*i], &picks, None).map_err(|e| self.arrow(e))?);
         }
-        columns.push(Arc::new(Int32Array::from_iter_values(
-            b_of.iter().map(|b| i32::from(b.is_some())),
-        )));
+        columns.push(Arc::new(label));
         RecordBatch::try_new(self.output.clone(), columns).map_err(|e| self.arrow(e))
     }
 }
@@ -251,7 +250,6 @@ impl WindowJoin {
 mod tests {
     use arrow::array::{Array, AsArray, Int64Array, StringArray, TimestampMillisecondArray};
     use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, TimeUnit, TimestampMillisecondType};
-    use weir_common::key_groups::KeyGroupRange;
 
     use super::*;
     use crate::state::OperatorStateContext;
@@ -286,14 +284,7 @@ mod tests {
     }
 
     fn join(dir: &std::path::Path, matches: JoinMatches, inner: bool) -> WindowJoin {
-        let ctx = OperatorStateContext {
-            dir: dir.to_path_buf(),
-            key_groups: KeyGroupRange { start: 0, end: 128 },
-            max_parallelism: 128,
-            merge_from: Vec::new(),
-            restored: false,
-            uploader: None,
-        };
+        let ctx = OperatorStateContext::standalone(dir.to_path_buf(), 128);
         let options = JoinOptions {
             window_ms: 60_000,
             delay_ms: 0,

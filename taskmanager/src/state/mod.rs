@@ -55,6 +55,24 @@ pub struct OperatorStateContext {
     pub uploader: Option<SnapshotUploader>,
 }
 
+impl OperatorStateContext {
+    /// A new instance in `dir` holding every key group, with nothing restored and no
+    /// checkpoints: an operator run on its own (tests, benchmarks).
+    pub fn standalone(dir: PathBuf, max_parallelism: u32) -> Self {
+        Self {
+            dir,
+            key_groups: KeyGroupRange {
+                start: 0,
+                end: max_parallelism,
+            },
+            max_parallelism,
+            merge_from: Vec::new(),
+            restored: false,
+            uploader: None,
+        }
+    }
+}
+
 /// What every stateful operator subtask of one attempt on this task manager shares.
 #[derive(Clone)]
 pub struct StateServices {

@@ -13,7 +13,7 @@ use arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 use weir_common::graph::Vertex;
-use weir_common::spec::{FormatSpec, KafkaDelivery, KafkaSinkSpec};
+use weir_common::spec::{FormatSpec, KafkaSinkSpec};
 
 use super::record_producer::{self, OutgoingRecord, ProducerCommand, RecordProducer};
 use super::topic_router::TopicRouter;
@@ -84,9 +84,10 @@ impl KafkaSink {
             .transactional_id_prefix
             .clone()
             .unwrap_or_else(|| format!("weir-{job_name}-{}", vertex.name));
-        let write_ahead = match (&checkpoints, spec.delivery) {
-            (Some(_), KafkaDelivery::ExactlyOnce) => write_ahead_target(vertex, subtask, ctx)?,
-            _ => None,
+        // The producer keeps it only with transactions.
+        let write_ahead = match &checkpoints {
+            Some(_) => write_ahead_target(vertex, subtask, ctx)?,
+            None => None,
         };
         let (name, spec_, thread_metrics, thread_abort) =
             (vertex.name.clone(), spec.clone(), metrics.clone(), abort.clone());

@@ -217,8 +217,13 @@ impl RecordProducer {
             .filter(|id| !self.transactional_ids.contains(id))
             .cloned()
             .collect();
-        for id in &foreign {
-            marker::settle(&self.spec, id, CALL_TIMEOUT).map_err(|e| self.error(e))?;
+        // Initialising an id once fences whoever held it and settles its transaction in
+        // flight (a prepared commit is completed, anything else aborted).
+        for id in foreign {
+            client(&self.spec, &self.report, Some(id.clone()))
+                .map_err(|e| self.error(e))?
+                .init_transactions(CALL_TIMEOUT)
+                .map_err(|e| self.error(format!("initialising {id}: {e}")))?;
         }
         let mut replayed = 0;
         for segment in segments {
@@ -549,12 +554,7 @@ mod tests {
     fn transactions_rotate_through_the_slots_and_commit_on_completion() {
         let cluster = MockCluster::new(1).unwrap();
         cluster.create_topic("out", 1, 1).unwrap();
-        let spec: KafkaSinkSpec = serde_json::from_value(serde_json::json!({
-            "bootstrap_servers": cluster.bootstrap_servers(),
-            "topic": "out",
-            "delivery": "exactly_once",
-        }))
-        .unwrap();
+        let spec = exactly_once(&cluster);
         let metrics = Arc::new(SubtaskMetrics::default());
         let mut producer = RecordProducer::connect("out", &spec, "weir-test", 0, metrics.clone(), None).unwrap();
         let abort = AtomicBool::new(false);

@@ -14,7 +14,6 @@ use rdkafka::Offset;
 use rdkafka::TopicPartitionList;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
-use rdkafka::producer::{BaseProducer, Producer};
 use weir_common::spec::KafkaSinkSpec;
 
 /// The consumer group the transactions of one sink subtask commit their markers to.
@@ -81,25 +80,6 @@ pub fn committed_marker(
 /// Whether a segment's transaction must be written again.
 pub fn needs_replay(checkpoint: u64, committed: Option<u64>) -> bool {
     committed.is_none_or(|c| c < checkpoint)
-}
-
-/// Initialises `transactional_id` once and lets the producer go: the broker fences
-/// whoever held the id and settles its transaction in flight (a prepared commit is
-/// completed, anything else aborted) before answering.
-pub fn settle(spec: &KafkaSinkSpec, transactional_id: &str, timeout: Duration) -> Result<(), String> {
-    let mut config = ClientConfig::new();
-    for (k, v) in &spec.properties {
-        config.set(k, v);
-    }
-    let producer: BaseProducer = config
-        .set("bootstrap.servers", &spec.bootstrap_servers)
-        .set("transactional.id", transactional_id)
-        .set("transaction.timeout.ms", spec.transaction_timeout_ms.to_string())
-        .create()
-        .map_err(|e| format!("cannot create a Kafka producer for {transactional_id}: {e}"))?;
-    producer
-        .init_transactions(timeout)
-        .map_err(|e| format!("initialising {transactional_id}: {e}"))
 }
 
 #[cfg(test)]

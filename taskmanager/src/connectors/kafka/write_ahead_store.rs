@@ -160,7 +160,8 @@ impl WriteAheadStore {
         });
     }
 
-    /// Segments of prepared transactions held locally (for tests and logs).
+    /// The transactions whose segments are still held.
+    #[cfg(test)]
     pub fn uncommitted(&self) -> Vec<u64> {
         self.sealed.keys().copied().collect()
     }
