@@ -884,7 +884,9 @@ impl JobSupervisor {
 
     /// Deletes from checkpoint storage every file of the job that none of its last
     /// `retain` checkpoints refers to. Runs before the next checkpoint is triggered, so
-    /// nothing uploaded for a checkpoint that may still complete is touched.
+    /// nothing uploaded for a checkpoint that may still complete is touched. With
+    /// `retain` 0 (the job finished) the job's whole tree goes, leftovers of killed
+    /// writers included.
     async fn discard_checkpoints(&self, job: &str, config: &CheckpointSpec, retain: u32) {
         let Some(url) = &config.storage else { return };
         let kept: HashSet<String> = self
@@ -894,6 +896,9 @@ impl JobSupervisor {
             .collect();
         let discard = async {
             let storage = CheckpointStorage::open(url)?;
+            if retain == 0 {
+                return storage.delete_tree(&job_prefix(job)).await;
+            }
             let mut deleted = 0;
             for path in storage.list(&job_prefix(job)).await? {
                 if !kept.contains(&path) {

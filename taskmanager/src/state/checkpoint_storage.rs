@@ -68,6 +68,8 @@ pub struct CheckpointStorage {
     url: String,
     store: Arc<dyn ObjectStore>,
     root: StorePath,
+    /// The root directory when the storage is `file://`.
+    local_root: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for CheckpointStorage {
@@ -97,9 +99,10 @@ impl CheckpointStorage {
                 e => bad(e.to_string()),
             })?,
         };
-        if parsed.scheme() == "file" {
-            std::fs::create_dir_all(parsed.path()).map_err(|source| StorageError::Local {
-                path: parsed.path().into(),
+        let local_root = (parsed.scheme() == "file").then(|| PathBuf::from(parsed.path()));
+        if let Some(dir) = &local_root {
+            std::fs::create_dir_all(dir).map_err(|source| StorageError::Local {
+                path: dir.clone(),
                 source,
             })?;
         }
@@ -107,6 +110,7 @@ impl CheckpointStorage {
             url: url.to_string(),
             store: Arc::from(store),
             root,
+            local_root,
         })
     }
 
@@ -234,6 +238,25 @@ impl CheckpointStorage {
             .map_err(|_| self.timeout(prefix))?
     }
 
+    /// Deletes everything under `prefix`; returns how many objects there were. On a
+    /// local file system the directory goes too: a writer killed in the middle of a put
+    /// leaves its staging file (`name#n`), which object_store's listing never shows.
+    pub async fn delete_tree(&self, prefix: &str) -> Result<usize, StorageError> {
+        let paths = self.list(prefix).await?;
+        for path in &paths {
+            self.delete(path).await?;
+        }
+        if let Some(root) = &self.local_root {
+            let dir = prefix.split('/').fold(root.clone(), |acc, part| acc.join(part));
+            match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(StorageError::Local { path: dir, source }),
+            }
+        }
+        Ok(paths.len())
+    }
+
     /// Deletes `path`; a missing object is not an error.
     pub async fn delete(&self, path: &str) -> Result<(), StorageError> {
         match tokio::time::timeout(TRANSFER_TIMEOUT, self.store.delete(&self.at(path))).await {
@@ -271,6 +294,14 @@ mod tests {
         storage.delete("job/op-0/shared/a.sst").await.unwrap();
         assert_eq!(storage.list("job").await.unwrap(), ["job/chk-1/_metadata"]);
         assert!(CheckpointStorage::open("file://relative/dir").is_err());
+
+        // What a writer SIGKILLed in the middle of a put leaves behind.
+        std::fs::create_dir_all(root.join("job/op-0-a1/chk-2")).unwrap();
+        std::fs::write(root.join("job/op-0-a1/chk-2/OPTIONS-000007#1"), b"half").unwrap();
+        storage.put("other/chk-1/_metadata", b"{}".to_vec()).await.unwrap();
+        assert_eq!(storage.delete_tree("job").await.unwrap(), 1);
+        assert!(!root.join("job").exists());
+        assert_eq!(storage.list("other").await.unwrap(), ["other/chk-1/_metadata"]);
         for url in ["s3://bucket/x", "hdfs://namenode:8020/x"] {
             let err = CheckpointStorage::open(url).err().unwrap().to_string();
             assert!(err.contains("not built into this binary"), "{err}");
