@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::spec::{
     BlackholeSinkSpec, FileSourceSpec, FormatSpec, GeneratorSpec, KafkaDelivery, KafkaSinkSpec, KafkaSourceSpec,
-    ParquetSinkSpec, ProjectColumn, WatermarkAlignmentSpec, WindowAggregateSpec,
+    ParquetSinkSpec, ProjectColumn, WatermarkAlignmentSpec, WindowAggregateSpec, WindowJoinSpec,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -50,6 +50,8 @@ pub enum VertexKind {
         keys: Vec<String>,
     },
     WindowAggregate(WindowAggregateSpec),
+    /// Inputs: the A side (`input`), then the B side (`right`).
+    WindowJoin(WindowJoinSpec),
     Sink(SinkConnector),
 }
 
@@ -61,13 +63,14 @@ impl VertexKind {
             VertexKind::Project { .. } => "project",
             VertexKind::KeyBy { .. } => "key_by",
             VertexKind::WindowAggregate(_) => "window_aggregate",
+            VertexKind::WindowJoin(_) => "window_join",
             VertexKind::Sink(_) => "sink",
         }
     }
 
     /// Whether the operator keeps keyed state (which checkpoints snapshot).
     pub fn has_keyed_state(&self) -> bool {
-        matches!(self, VertexKind::WindowAggregate(_))
+        matches!(self, VertexKind::WindowAggregate(_) | VertexKind::WindowJoin(_))
     }
 
     /// Whether the vertex is an exactly-once Kafka sink, which keeps the records of its
@@ -92,7 +95,9 @@ pub struct Vertex {
     pub spec_path: String,
     pub kind: VertexKind,
     pub parallelism: u32,
-    pub input: Option<VertexId>,
+    /// The vertices feeding this one: none for a source, two for a join (A, then B), one
+    /// otherwise.
+    pub inputs: Vec<VertexId>,
     /// Schema of the rows this vertex emits (for a sink: the rows it receives).
     pub schema: SchemaRef,
     /// The event-time column of `schema`.
@@ -137,7 +142,7 @@ impl Task {
 pub struct JobGraph {
     pub name: String,
     pub max_parallelism: u32,
-    /// In topological order: every vertex after its input.
+    /// In topological order: every vertex after its inputs.
     pub vertices: Vec<Vertex>,
     pub edges: Vec<Edge>,
     pub tasks: Vec<Task>,
@@ -187,8 +192,9 @@ impl JobGraph {
         self.tasks.iter().map(|t| t.parallelism).max().unwrap_or(1)
     }
 
-    /// Builds the chains: a vertex joins its input's chain when the edge is forward and
-    /// the input feeds nothing else.
+    /// Builds the chains: a vertex joins its input's chain when it has one input, the edge
+    /// is forward and the input feeds nothing else. (A join heads its own task: its input
+    /// gate tells the two sides apart.)
     pub(crate) fn build_tasks(vertices: &[Vertex], edges: &[Edge]) -> Vec<Task> {
         let mut consumers: BTreeMap<VertexId, usize> = BTreeMap::new();
         for e in edges {
@@ -197,7 +203,11 @@ impl JobGraph {
         let mut task_of: BTreeMap<VertexId, usize> = BTreeMap::new();
         let mut tasks: Vec<Task> = Vec::new();
         for v in vertices {
-            let chained_to = v.input.and_then(|input| {
+            let single = match v.inputs[..] {
+                [input] => Some(input),
+                _ => None,
+            };
+            let chained_to = single.and_then(|input| {
                 let edge = edges.iter().find(|e| e.from == input && e.to == v.id)?;
                 (edge.partitioning == EdgePartitioning::Forward && consumers[&input] == 1).then(|| task_of[&input])
             });

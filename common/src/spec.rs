@@ -268,6 +268,8 @@ pub struct OperatorSpec {
     pub key_by: Option<Vec<String>>,
     #[serde(default)]
     pub window_aggregate: Option<WindowAggregateSpec>,
+    #[serde(default)]
+    pub window_join: Option<WindowJoinSpec>,
 }
 
 /// `"col"` keeps a column; `{"name": .., "expr": ..}` computes one.
@@ -304,6 +306,75 @@ pub struct WindowAggregateSpec {
     /// Tumbling window size, aligned to the epoch.
     pub tumbling_ms: u64,
     pub aggregates: Vec<AggregateSpec>,
+}
+
+/// `input LEFT JOIN right WITHIN window_ms DELAY delay_ms ON left_key = right_key`: each
+/// row of `input` (A, e.g. impressions) comes out exactly once, when the watermark passes
+/// `t_A + window_ms + delay_ms`, with the `right` rows (B, e.g. clicks) of its key whose
+/// event time lies in `[t_A, t_A + window_ms]`, or with nulls when there is none. Output:
+/// every A column, the `right_columns`, and `label_column` (int32: 1 with a match, else 0).
+/// Its event time is A's; the output watermark trails the input's by window + delay.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WindowJoinSpec {
+    /// The id of the source or operator feeding the B side.
+    pub right: String,
+    pub left_key: Vec<String>,
+    /// As many columns as `left_key`, of the same types, in the same order.
+    pub right_key: Vec<String>,
+    pub window_ms: u64,
+    /// How long after the window the row waits for late B rows.
+    #[serde(default)]
+    pub delay_ms: u64,
+    #[serde(default)]
+    pub matches: JoinMatchesSpec,
+    /// Only A rows with a match come out.
+    #[serde(default)]
+    pub inner: bool,
+    /// The B columns in the output: `"col"`, or `{"column": "ts", "as": "click_ts"}`.
+    #[serde(default)]
+    pub right_columns: Vec<JoinColumn>,
+    #[serde(default = "default_label_column")]
+    pub label_column: String,
+}
+
+fn default_label_column() -> String {
+    "label".into()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinMatchesSpec {
+    /// One output row per A row, with its earliest B row.
+    #[default]
+    First,
+    /// One output row per matching (A, B) pair.
+    All,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum JoinColumn {
+    Column(String),
+    Renamed {
+        column: String,
+        #[serde(rename = "as")]
+        output: String,
+    },
+}
+
+impl JoinColumn {
+    pub fn column(&self) -> &str {
+        match self {
+            JoinColumn::Column(c) | JoinColumn::Renamed { column: c, .. } => c,
+        }
+    }
+
+    pub fn output(&self) -> &str {
+        match self {
+            JoinColumn::Column(c) | JoinColumn::Renamed { output: c, .. } => c,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -17,7 +17,7 @@ use crate::schema::{
 use crate::spec::{
     AggregateFunction, FieldSpec, FormatSpec, GeneratorWorkload, JobSpec, KafkaDelivery, KafkaSinkSpec,
     KafkaSourceSpec, KafkaStart, MAX_RETAINED_CHECKPOINTS, OperatorSpec, PartitionCommitSpec, SinkSpec, SourceSpec,
-    WindowAggregateSpec,
+    WindowAggregateSpec, WindowJoinSpec,
 };
 use crate::spec_error::{SpecError, SpecErrors};
 
@@ -94,11 +94,18 @@ impl Node<'_> {
             Node::Sink(_, s) => &s.id,
         }
     }
-    fn input(&self) -> Option<&str> {
+    /// The ids this node reads, each with the field that names it.
+    fn inputs(&self) -> Vec<(&'static str, &str)> {
         match self {
-            Node::Source(..) => None,
-            Node::Operator(_, o) => Some(&o.input),
-            Node::Sink(_, s) => Some(&s.input),
+            Node::Source(..) => Vec::new(),
+            Node::Operator(_, o) => {
+                let mut inputs = vec![("input", o.input.as_str())];
+                if let Some(j) = &o.window_join {
+                    inputs.push(("window_join.right", j.right.as_str()));
+                }
+                inputs
+            }
+            Node::Sink(_, s) => vec![("input", s.input.as_str())],
         }
     }
     fn parallelism(&self) -> Option<u32> {
@@ -202,7 +209,8 @@ impl<'a> Validator<'a> {
         // Inputs must exist and must not be sinks.
         let mut ok_inputs = true;
         for node in &nodes {
-            if let Some(input) = node.input() {
+            let inputs = node.inputs();
+            for (field, input) in &inputs {
                 match index.get(input) {
                     None => {
                         let known: Vec<&str> = nodes
@@ -211,20 +219,29 @@ impl<'a> Validator<'a> {
                             .map(|n| n.id())
                             .collect();
                         self.err(
-                            format!("{}.input", node.path()),
+                            format!("{}.{field}", node.path()),
                             format!("unknown input '{input}' (known: {})", known.join(", ")),
                         );
                         ok_inputs = false;
                     }
                     Some(&i) if matches!(nodes[i], Node::Sink(..)) => {
                         self.err(
-                            format!("{}.input", node.path()),
+                            format!("{}.{field}", node.path()),
                             format!("'{input}' is a sink and has no output"),
                         );
                         ok_inputs = false;
                     }
                     Some(_) => {}
                 }
+            }
+            if let [(_, left), (field, right)] = inputs[..]
+                && left == right
+            {
+                self.err(
+                    format!("{}.{field}", node.path()),
+                    format!("'{right}' is already the input: a join needs two different inputs"),
+                );
+                ok_inputs = false;
             }
         }
         if !ok_inputs {
@@ -236,7 +253,7 @@ impl<'a> Validator<'a> {
         };
 
         // Everything but sinks must feed something.
-        let fed: HashSet<&str> = nodes.iter().filter_map(|n| n.input()).collect();
+        let fed: HashSet<&str> = nodes.iter().flat_map(|n| n.inputs()).map(|(_, i)| i).collect();
         for node in &nodes {
             if !matches!(node, Node::Sink(..)) && !fed.contains(node.id()) {
                 self.err(
@@ -251,12 +268,16 @@ impl<'a> Validator<'a> {
 
         for n in order {
             let node = &nodes[n];
-            let input = node.input().and_then(|i| self.by_name.get(i).copied());
-            if node.input().is_some() && input.is_none() {
-                // The input failed validation; its own error says why.
+            let names = node.inputs();
+            let inputs: Vec<VertexId> = names
+                .iter()
+                .filter_map(|(_, i)| self.by_name.get(*i).copied())
+                .collect();
+            if inputs.len() < names.len() {
+                // An input failed validation; its own error says why.
                 continue;
             }
-            if let Some(vertex) = self.vertex_for(node, input) {
+            if let Some(vertex) = self.vertex_for(node, inputs) {
                 self.by_name.insert(vertex.name.clone(), vertex.id);
                 self.vertices.push(vertex);
             }
@@ -272,7 +293,7 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// Orders nodes so each comes after its input; reports cycles.
+    /// Orders nodes so each comes after its inputs; reports a cycle.
     fn topological_order(&mut self, nodes: &[Node], index: &BTreeMap<&str, usize>) -> Option<Vec<usize>> {
         #[derive(Clone, Copy, PartialEq)]
         enum Mark {
@@ -283,50 +304,55 @@ impl<'a> Validator<'a> {
         let mut marks = vec![Mark::New; nodes.len()];
         let mut order = Vec::with_capacity(nodes.len());
         for start in 0..nodes.len() {
-            let mut chain: Vec<usize> = Vec::new();
-            let mut n = start;
-            loop {
-                match marks[n] {
-                    Mark::Done => break,
+            if marks[start] != Mark::New {
+                continue;
+            }
+            // Depth first, without recursion: each frame is a node and its next input.
+            let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+            marks[start] = Mark::Active;
+            while let Some(top) = stack.last_mut() {
+                let (n, next) = *top;
+                let Some(&(field, input)) = nodes[n].inputs().get(next) else {
+                    marks[n] = Mark::Done;
+                    order.push(n);
+                    stack.pop();
+                    continue;
+                };
+                top.1 += 1;
+                let i = index[input];
+                match marks[i] {
+                    Mark::Done => {}
+                    Mark::New => {
+                        marks[i] = Mark::Active;
+                        stack.push((i, 0));
+                    }
                     Mark::Active => {
-                        let at = chain.iter().position(|&c| c == n).unwrap_or(0);
-                        let mut names: Vec<&str> = chain[at..].iter().map(|&c: &usize| nodes[c].id()).collect();
-                        names.reverse();
-                        names.push(nodes[n].id());
+                        let at = stack.iter().position(|&(c, _)| c == i).unwrap_or(0);
+                        let mut names: Vec<&str> = stack[at..].iter().map(|&(c, _)| nodes[c].id()).collect();
+                        names.push(nodes[i].id());
                         self.err(
-                            format!("{}.input", nodes[n].path()),
+                            format!("{}.{field}", nodes[n].path()),
                             format!("cycle: {}", names.join(" <- ")),
                         );
                         return None;
                     }
-                    Mark::New => {
-                        marks[n] = Mark::Active;
-                        chain.push(n);
-                        match nodes[n].input() {
-                            Some(i) => n = index[i],
-                            None => break,
-                        }
-                    }
                 }
-            }
-            for &c in chain.iter().rev() {
-                marks[c] = Mark::Done;
-                order.push(c);
             }
         }
         Some(order)
     }
 
-    fn vertex_for(&mut self, node: &Node, input: Option<VertexId>) -> Option<Vertex> {
+    fn vertex_for(&mut self, node: &Node, inputs: Vec<VertexId>) -> Option<Vertex> {
         let id = VertexId(self.vertices.len());
         let path = node.path();
         let parallelism = node.parallelism().unwrap_or(self.spec.parallelism);
-        let upstream = input.map(|i| self.vertices[i.0].clone());
+        let upstream = inputs.first().map(|i| self.vertices[i.0].clone());
         let (kind, schema, event_time_column) = match node {
             Node::Source(_, s) => self.source(&path, s)?,
             Node::Operator(_, o) => {
                 let up = upstream.as_ref().expect("operators have inputs");
-                self.operator(&path, o, up, id, parallelism)?
+                let right = inputs.get(1).map(|i| self.vertices[i.0].clone());
+                self.operator(&path, o, up, right.as_ref(), id, parallelism)?
             }
             Node::Sink(_, s) => {
                 let up = upstream.as_ref().expect("sinks have inputs");
@@ -345,7 +371,7 @@ impl<'a> Validator<'a> {
             spec_path: path,
             kind,
             parallelism,
-            input,
+            inputs,
             schema,
             event_time_column,
         })
@@ -568,6 +594,7 @@ impl<'a> Validator<'a> {
         path: &str,
         o: &OperatorSpec,
         up: &Vertex,
+        right: Option<&Vertex>,
         id: VertexId,
         parallelism: u32,
     ) -> Option<(VertexKind, SchemaRef, String)> {
@@ -576,10 +603,19 @@ impl<'a> Validator<'a> {
             o.project.is_some(),
             o.key_by.is_some(),
             o.window_aggregate.is_some(),
+            o.window_join.is_some(),
         ];
         if kinds.iter().filter(|k| **k).count() != 1 {
-            self.err(path, "needs exactly one of: filter, project, key_by, window_aggregate");
+            self.err(
+                path,
+                "needs exactly one of: filter, project, key_by, window_aggregate, window_join",
+            );
             return None;
+        }
+        if let (Some(j), Some(right)) = (&o.window_join, right) {
+            let out = self.window_join(&format!("{path}.window_join"), j, up, right)?;
+            self.partitioned_by.insert(id, (j.left_key.clone(), parallelism));
+            return Some((VertexKind::WindowJoin(j.clone()), out, up.event_time_column.clone()));
         }
         let schema = up.schema.clone();
         let et = up.event_time_column.clone();
@@ -668,6 +704,81 @@ impl<'a> Validator<'a> {
                 Ok(_) => {}
             }
         }
+    }
+
+    fn window_join(&mut self, path: &str, j: &WindowJoinSpec, left: &Vertex, right: &Vertex) -> Option<SchemaRef> {
+        self.check_keys(&format!("{path}.left_key"), &j.left_key, &left.schema);
+        self.check_keys(&format!("{path}.right_key"), &j.right_key, &right.schema);
+        if j.right_key.len() != j.left_key.len() {
+            self.err(
+                format!("{path}.right_key"),
+                format!(
+                    "has {} columns but left_key has {}: they are joined pairwise",
+                    j.right_key.len(),
+                    j.left_key.len()
+                ),
+            );
+        }
+        for (i, (l, r)) in j.left_key.iter().zip(&j.right_key).enumerate() {
+            if let (Ok(lf), Ok(rf)) = (left.schema.field_with_name(l), right.schema.field_with_name(r))
+                && lf.data_type() != rf.data_type()
+            {
+                self.err(
+                    format!("{path}.right_key[{i}]"),
+                    format!(
+                        "'{r}' is {} but left_key[{i}] '{l}' is {}: joined keys need the same type",
+                        rf.data_type(),
+                        lf.data_type()
+                    ),
+                );
+            }
+        }
+        if j.window_ms == 0 {
+            self.err(format!("{path}.window_ms"), "must be positive");
+        }
+        if j.window_ms.saturating_add(j.delay_ms) > i64::MAX as u64 / 2 {
+            self.err(format!("{path}.delay_ms"), "window_ms + delay_ms is out of range");
+        }
+        let mut fields: Vec<Field> = left.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut names: HashSet<String> = fields.iter().map(|f| f.name().clone()).collect();
+        for (i, c) in j.right_columns.iter().enumerate() {
+            let cpath = format!("{path}.right_columns[{i}]");
+            match right.schema.field_with_name(c.column()) {
+                Err(_) => self.err(
+                    cpath,
+                    format!(
+                        "unknown column '{}' of '{}' (columns: {})",
+                        c.column(),
+                        right.name,
+                        column_list(&right.schema)
+                    ),
+                ),
+                Ok(_) if !names.insert(c.output().to_string()) => self.err(
+                    cpath,
+                    format!(
+                        "output column '{}' already exists (rename it: {{\"column\": \"{}\", \"as\": ...}})",
+                        c.output(),
+                        c.column()
+                    ),
+                ),
+                // A left join fills the B columns of an unmatched row with nulls.
+                Ok(f) => fields.push(Field::new(
+                    c.output(),
+                    f.data_type().clone(),
+                    f.is_nullable() || !j.inner,
+                )),
+            }
+        }
+        if j.label_column.is_empty() {
+            self.err(format!("{path}.label_column"), "must not be empty");
+        } else if names.contains(&j.label_column) {
+            self.err(
+                format!("{path}.label_column"),
+                format!("output column '{}' already exists", j.label_column),
+            );
+        }
+        fields.push(Field::new(&j.label_column, DataType::Int32, false));
+        Some(Arc::new(Schema::new(fields)))
     }
 
     fn window_aggregate(&mut self, path: &str, w: &WindowAggregateSpec, schema: &SchemaRef) -> Option<SchemaRef> {
@@ -936,30 +1047,33 @@ impl<'a> Validator<'a> {
     fn edges(&self) -> Vec<Edge> {
         let mut edges = Vec::new();
         for v in &self.vertices {
-            let Some(from) = v.input else { continue };
-            let up = &self.vertices[from.0];
-            let keys = match &v.kind {
-                VertexKind::KeyBy { keys } => Some(keys),
-                VertexKind::WindowAggregate(w) => Some(&w.key_by),
-                _ => None,
-            };
-            let partitioning = match keys {
-                Some(keys) if self.partitioned_by.get(&from) != Some(&(keys.clone(), v.parallelism)) => {
-                    EdgePartitioning::Hash {
-                        key_columns: keys
-                            .iter()
-                            .map(|k| up.schema.index_of(k).expect("validated key"))
-                            .collect(),
+            for (side, &from) in v.inputs.iter().enumerate() {
+                let up = &self.vertices[from.0];
+                let keys = match &v.kind {
+                    VertexKind::KeyBy { keys } => Some(keys),
+                    VertexKind::WindowAggregate(w) => Some(&w.key_by),
+                    VertexKind::WindowJoin(j) if side == 0 => Some(&j.left_key),
+                    VertexKind::WindowJoin(j) => Some(&j.right_key),
+                    _ => None,
+                };
+                let partitioning = match keys {
+                    Some(keys) if self.partitioned_by.get(&from) != Some(&(keys.clone(), v.parallelism)) => {
+                        EdgePartitioning::Hash {
+                            key_columns: keys
+                                .iter()
+                                .map(|k| up.schema.index_of(k).expect("validated key"))
+                                .collect(),
+                        }
                     }
-                }
-                _ if up.parallelism == v.parallelism => EdgePartitioning::Forward,
-                _ => EdgePartitioning::Rebalance,
-            };
-            edges.push(Edge {
-                from,
-                to: v.id,
-                partitioning,
-            });
+                    _ if up.parallelism == v.parallelism => EdgePartitioning::Forward,
+                    _ => EdgePartitioning::Rebalance,
+                };
+                edges.push(Edge {
+                    from,
+                    to: v.id,
+                    partitioning,
+                });
+            }
         }
         edges
     }

@@ -62,3 +62,109 @@ fn overrides_change_parallelism_and_rebalance_when_it_differs() {
     assert_eq!(g.tasks.len(), 2);
     assert_eq!(g.task_edges().next().unwrap().partitioning, EdgePartitioning::Rebalance);
 }
+
+#[test]
+fn a_window_join_heads_its_task_and_both_inputs_are_hashed_by_their_keys() {
+    let g = validate(&parse_spec(&example("w1-window-join.json"), &[]).unwrap()).unwrap();
+    let join = g
+        .vertices
+        .iter()
+        .find(|v| matches!(v.kind, VertexKind::WindowJoin(_)))
+        .unwrap();
+    let inputs: Vec<&str> = join.inputs.iter().map(|i| g.vertex(*i).name.as_str()).collect();
+    assert_eq!(inputs, ["impressions", "clicks"]);
+    let task = g.task_of(join.id);
+    assert_eq!(task.head(), join.id);
+    let chained: Vec<&str> = task.vertices.iter().map(|v| g.vertex(*v).name.as_str()).collect();
+    assert_eq!(chained, ["samples", "counted", "discard"]);
+    let into_join: Vec<_> = g.task_edges().filter(|e| e.to == join.id).collect();
+    assert_eq!(into_join.len(), 2);
+    for e in into_join {
+        assert_eq!(e.partitioning, EdgePartitioning::Hash { key_columns: vec![0] });
+    }
+    let names: Vec<&str> = join.schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "request_id",
+            "ts",
+            "user_id",
+            "ad_id",
+            "campaign_id",
+            "click_ts",
+            "label"
+        ]
+    );
+    assert!(join.schema.field(5).is_nullable(), "no click: null");
+    assert_eq!(join.event_time_column, "ts");
+}
+
+/// The W1 example with its join's fields changed; returns the refusal's text.
+fn refused_join(change: impl Fn(&mut serde_json::Value)) -> String {
+    let mut spec: serde_json::Value = serde_json::from_str(&example("w1-window-join.json")).unwrap();
+    change(&mut spec["operators"][0]);
+    let text = serde_json::to_string(&spec).unwrap();
+    match parse_spec(&text, &[])
+        .map_err(|e| e.to_string())
+        .and_then(|s| validate(&s).map_err(|e| e.to_string()))
+    {
+        Ok(_) => panic!("accepted: {text}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn bad_window_join_fields_are_refused_by_name() {
+    use serde_json::json;
+    let cases: Vec<(Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+        (
+            Box::new(|j| j["window_join"]["right"] = json!("click")),
+            "operators[0].window_join.right: unknown input 'click'",
+        ),
+        (
+            Box::new(|j| j["window_join"]["right"] = json!("impressions")),
+            "operators[0].window_join.right: 'impressions' is already the input",
+        ),
+        (Box::new(|j| j["window_join"]["right"] = json!("counted")), "cycle: "),
+        (
+            Box::new(|j| j["window_join"]["right_key"] = json!(["ts"])),
+            "operators[0].window_join.right_key[0]: 'ts' is Timestamp(ms, \"UTC\") but left_key[0] 'request_id' is UInt64",
+        ),
+        (
+            Box::new(|j| j["window_join"]["right_key"] = json!(["request_id", "ts"])),
+            "operators[0].window_join.right_key: has 2 columns but left_key has 1",
+        ),
+        (
+            Box::new(|j| j["window_join"]["left_key"] = json!(["nope"])),
+            "operators[0].window_join.left_key[0]: unknown column 'nope'",
+        ),
+        (
+            Box::new(|j| j["window_join"]["window_ms"] = json!(0)),
+            "operators[0].window_join.window_ms: must be positive",
+        ),
+        (
+            Box::new(|j| j["window_join"]["right_columns"] = json!(["ts"])),
+            "operators[0].window_join.right_columns[0]: output column 'ts' already exists",
+        ),
+        (
+            Box::new(|j| j["window_join"]["right_columns"] = json!(["tss"])),
+            "operators[0].window_join.right_columns[0]: unknown column 'tss' of 'clicks'",
+        ),
+        (
+            Box::new(|j| j["window_join"]["label_column"] = json!("user_id")),
+            "operators[0].window_join.label_column: output column 'user_id' already exists",
+        ),
+        (
+            Box::new(|j| j["window_join"]["matches"] = json!("last")),
+            "unknown variant `last`",
+        ),
+        (
+            Box::new(|j| j["window_aggregate"] = json!({"key_by": ["ts"], "tumbling_ms": 1, "aggregates": []})),
+            "operators[0]: needs exactly one of: filter, project, key_by, window_aggregate, window_join",
+        ),
+    ];
+    for (change, expected) in cases {
+        let message = refused_join(change);
+        assert!(message.contains(expected), "expected {expected:?} in:\n{message}");
+    }
+}

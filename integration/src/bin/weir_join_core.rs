@@ -19,6 +19,7 @@ use clap::Parser;
 use weir_taskmanager::connectors::generator::datagen::{below, w1};
 use weir_taskmanager::operators::join_store::JoinStore;
 use weir_taskmanager::operators::window_join::{JoinMatches, JoinOptions, JoinSide, WindowJoin};
+use weir_taskmanager::runtime::operator::Operator;
 use weir_taskmanager::runtime::stream_event::StreamEvent;
 use weir_taskmanager::state::OperatorStateContext;
 
@@ -108,7 +109,14 @@ fn main() -> Result<()> {
         event_time_column: 1,
     };
     let store = JoinStore::new("w1", ctx, options.window_ms, options.delay_ms);
-    let mut join = WindowJoin::new("w1", options, side(), side(), output, store, 128)?;
+    let mut join = WindowJoin::new("w1", options, side(), side(), output, store, Arc::default())?;
+    let watermark = |join: &mut WindowJoin, wm: i64, out: &mut Vec<StreamEvent>| -> Result<()> {
+        join.on_watermark(wm, out)?;
+        while join.has_deferred_output() {
+            join.resume(out)?;
+        }
+        Ok(())
+    };
     let batch = |gs: &[u64], t: fn(u64) -> i64| {
         RecordBatch::try_new(
             rows.clone(),
@@ -128,10 +136,10 @@ fn main() -> Result<()> {
         clicks += clicked.len() as u64;
         join.on_a(&batch(&gs, w1::imp_ts)?)?;
         join.on_b(&batch(&clicked, click_ts)?)?;
-        join.on_watermark(w1::imp_ts(gs[gs.len() - 1]) - 31_001, &mut out)?;
+        watermark(&mut join, w1::imp_ts(gs[gs.len() - 1]) - 31_001, &mut out)?;
         counters.count(&mut out);
     }
-    join.on_watermark(i64::MAX, &mut out)?;
+    watermark(&mut join, i64::MAX, &mut out)?;
     counters.count(&mut out);
     let seconds = started.elapsed().as_secs_f64();
     let events = args.events + clicks;

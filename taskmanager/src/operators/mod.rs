@@ -25,12 +25,19 @@ pub fn build_operator(
     state: Option<OperatorStateContext>,
 ) -> Result<Box<dyn Operator>, TaskError> {
     let input = vertex
-        .input
-        .map(|i| graph.vertex(i))
+        .inputs
+        .first()
+        .map(|i| graph.vertex(*i))
         .ok_or_else(|| TaskError::Invalid {
             vertex: vertex.name.clone(),
             message: "an operator needs an input".into(),
         })?;
+    let state = || {
+        state.ok_or_else(|| TaskError::Invalid {
+            vertex: vertex.name.clone(),
+            message: "a stateful operator was deployed without its state".into(),
+        })
+    };
     Ok(match &vertex.kind {
         VertexKind::Filter { predicate } => Box::new(filter::Filter::new(&vertex.name, predicate, &input.schema)?),
         VertexKind::Project { columns } => Box::new(project::Project::new(
@@ -47,11 +54,25 @@ pub fn build_operator(
             &input.event_time_column,
             vertex.schema.clone(),
             metrics,
-            state.ok_or_else(|| TaskError::Invalid {
-                vertex: vertex.name.clone(),
-                message: "a stateful operator was deployed without its state".into(),
-            })?,
+            state()?,
         )?),
+        VertexKind::WindowJoin(spec) => {
+            let right = vertex
+                .inputs
+                .get(1)
+                .map(|i| graph.vertex(*i))
+                .ok_or_else(|| TaskError::Invalid {
+                    vertex: vertex.name.clone(),
+                    message: "a join needs a right input".into(),
+                })?;
+            Box::new(window_join::WindowJoin::from_spec(
+                vertex,
+                spec,
+                (input, right),
+                metrics,
+                state()?,
+            )?)
+        }
         VertexKind::Source { .. } | VertexKind::Sink(_) => {
             return Err(TaskError::Invalid {
                 vertex: vertex.name.clone(),

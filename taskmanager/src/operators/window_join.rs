@@ -14,6 +14,12 @@
 //! emitted at the next watermark, with whatever B rows are still held (never dropped: the
 //! sample count must not drift). A B row that arrives after its own window is dropped and
 //! counted.
+//!
+//! The output's event time is A's, and an A row comes out `window + delay` after it: the
+//! output watermark trails the input's by that much (as Flink's interval join holds its
+//! watermark back), so hourly sinks downstream close an hour only once its rows are out.
+//! A watermark that fires many rows emits them as deferred output, one bounded batch per
+//! step, so a burst of due timers never builds up in memory.
 
 use std::sync::Arc;
 
@@ -23,13 +29,19 @@ use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, Rows, SortField};
+use weir_common::Vertex;
+use weir_common::event_time::WATERMARK_MAX;
 use weir_common::key_groups::key_group;
+use weir_common::spec::{JoinMatchesSpec, WindowJoinSpec};
 
 use crate::error::TaskError;
 use crate::operators::join_store::{Fired, JoinStore};
 use crate::runtime::event_time_column::event_times;
 use crate::runtime::key_partitioner::hash_keys;
+use crate::runtime::operator::Operator;
 use crate::runtime::stream_event::StreamEvent;
+use crate::runtime::subtask_metrics::SubtaskMetrics;
+use crate::state::OperatorStateContext;
 
 /// A rows emitted per output batch when the watermark fires many at once.
 const FIRE_CHUNK: usize = 8192;
@@ -80,7 +92,11 @@ pub struct WindowJoin {
     store: JoinStore,
     max_parallelism: u32,
     watermark: i64,
-    /// A rows that came after their time (emitted anyway) and B rows dropped as late.
+    /// Whether the last watermark's firing has more steps to emit.
+    firing: bool,
+    metrics: Arc<SubtaskMetrics>,
+    /// A rows that came after their time (emitted anyway) and B rows dropped as late;
+    /// both also count as the subtask's late records.
     pub late_a: u64,
     pub late_b: u64,
 }
@@ -101,7 +117,7 @@ impl WindowJoin {
         b: JoinSide,
         output: SchemaRef,
         store: JoinStore,
-        max_parallelism: u32,
+        metrics: Arc<SubtaskMetrics>,
     ) -> Result<Self, TaskError> {
         let err = |e| TaskError::arrow(name, e);
         let keys = converter(&a.schema, a.key_columns.iter().copied()).map_err(err)?;
@@ -116,12 +132,62 @@ impl WindowJoin {
             keys,
             a_rows,
             b_rows,
+            max_parallelism: store.max_parallelism(),
             store,
-            max_parallelism,
             watermark: i64::MIN,
+            firing: false,
+            metrics,
             late_a: 0,
             late_b: 0,
         })
+    }
+
+    /// The operator of a validated `window_join` vertex, reading `inputs` (A, B).
+    pub fn from_spec(
+        vertex: &Vertex,
+        spec: &WindowJoinSpec,
+        inputs: (&Vertex, &Vertex),
+        metrics: Arc<SubtaskMetrics>,
+        state: OperatorStateContext,
+    ) -> Result<Self, TaskError> {
+        let column = |v: &Vertex, name: &str| {
+            v.schema.index_of(name).map_err(|_| TaskError::Invalid {
+                vertex: vertex.name.clone(),
+                message: format!("'{}' has no column '{name}'", v.name),
+            })
+        };
+        let side = |v: &Vertex, keys: &[String]| -> Result<JoinSide, TaskError> {
+            Ok(JoinSide {
+                schema: v.schema.clone(),
+                key_columns: keys.iter().map(|k| column(v, k)).collect::<Result<_, _>>()?,
+                event_time_column: column(v, &v.event_time_column)?,
+            })
+        };
+        let (a, b) = inputs;
+        let options = JoinOptions {
+            window_ms: spec.window_ms as i64,
+            delay_ms: spec.delay_ms as i64,
+            matches: match spec.matches {
+                JoinMatchesSpec::First => JoinMatches::First,
+                JoinMatchesSpec::All => JoinMatches::All,
+            },
+            inner: spec.inner,
+            b_columns: spec
+                .right_columns
+                .iter()
+                .map(|c| column(b, c.column()))
+                .collect::<Result<_, _>>()?,
+        };
+        let store = JoinStore::new(&vertex.name, state, options.window_ms, options.delay_ms);
+        Self::new(
+            &vertex.name,
+            options,
+            side(a, &spec.left_key)?,
+            side(b, &spec.right_key)?,
+            vertex.schema.clone(),
+            store,
+            metrics,
+        )
     }
 
     fn arrow(&self, e: ArrowError) -> TaskError {
@@ -154,6 +220,7 @@ impl WindowJoin {
         for (i, &t) in e.times.iter().enumerate() {
             if self.store.due(t) <= self.watermark {
                 self.late_a += 1;
+                SubtaskMetrics::add(&self.metrics.late_records, 1);
             }
             self.store
                 .add_a(e.groups[i], e.keys.row(i).as_ref(), t, e.rows.row(i).as_ref())?;
@@ -166,6 +233,7 @@ impl WindowJoin {
         for (i, &t) in e.times.iter().enumerate() {
             if self.store.due(t) <= self.watermark {
                 self.late_b += 1;
+                SubtaskMetrics::add(&self.metrics.late_records, 1);
                 continue;
             }
             self.store
@@ -174,32 +242,12 @@ impl WindowJoin {
         Ok(())
     }
 
-    /// The watermark advanced: emits what is due (in batches of bounded size), then drops
-    /// the B rows past every window.
-    pub fn on_watermark(&mut self, watermark: i64, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
-        self.watermark = self.watermark.max(watermark);
-        let mut fired = Vec::with_capacity(FIRE_CHUNK);
-        loop {
-            let more = self.store.fire(self.watermark, FIRE_CHUNK, &mut fired)?;
-            if !fired.is_empty() {
-                let batch = self.output_batch(std::mem::take(&mut fired))?;
-                if batch.num_rows() > 0 {
-                    out.push(StreamEvent::Data(batch));
-                }
-            }
-            if !more {
-                break;
-            }
+    /// The output watermark for input watermark `watermark`.
+    fn held_back(&self, watermark: i64) -> i64 {
+        if watermark == WATERMARK_MAX {
+            return WATERMARK_MAX;
         }
-        self.store.expire(self.watermark)?;
-        out.push(StreamEvent::Watermark(watermark));
-        Ok(())
-    }
-
-    pub fn on_barrier(&mut self, id: u64, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
-        self.store.checkpoint(id)?;
-        out.push(StreamEvent::Barrier(id));
-        Ok(())
+        watermark.saturating_sub(self.store.due(0))
     }
 
     /// One output row per fired A row (`first`), or per pair (`all`).
@@ -246,13 +294,61 @@ impl WindowJoin {
     }
 }
 
+impl Operator for WindowJoin {
+    /// A batch of the A side.
+    fn on_batch(&mut self, batch: RecordBatch, _out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
+        self.on_a(&batch)
+    }
+
+    fn on_input_batch(&mut self, input: usize, batch: RecordBatch, _: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
+        match input {
+            0 => self.on_a(&batch),
+            _ => self.on_b(&batch),
+        }
+    }
+
+    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
+        self.watermark = self.watermark.max(watermark);
+        self.firing = true;
+        self.resume(out)
+    }
+
+    fn on_barrier(&mut self, id: u64, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
+        self.store.checkpoint(id)?;
+        out.push(StreamEvent::Barrier(id));
+        Ok(())
+    }
+
+    fn has_deferred_output(&self) -> bool {
+        self.firing
+    }
+
+    /// Emits the next batch of what is due; after the last, drops the B rows past every
+    /// window and passes the watermark on.
+    fn resume(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
+        let mut fired = Vec::with_capacity(FIRE_CHUNK);
+        let more = self.store.fire(self.watermark, FIRE_CHUNK, &mut fired)?;
+        if !fired.is_empty() {
+            let batch = self.output_batch(fired)?;
+            if batch.num_rows() > 0 {
+                out.push(StreamEvent::Data(batch));
+            }
+        }
+        if !more {
+            self.firing = false;
+            self.store.expire(self.watermark)?;
+            out.push(StreamEvent::Watermark(self.held_back(self.watermark)));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use arrow::array::{Array, AsArray, Int64Array, StringArray, TimestampMillisecondArray};
     use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, TimeUnit, TimestampMillisecondType};
 
     use super::*;
-    use crate::state::OperatorStateContext;
 
     fn ts() -> DataType {
         DataType::Timestamp(TimeUnit::Millisecond, None)
@@ -304,9 +400,19 @@ mod tests {
             side(clicks()),
             output(),
             JoinStore::new("join", ctx, options.window_ms, options.delay_ms),
-            128,
+            Arc::default(),
         )
         .unwrap()
+    }
+
+    /// Everything the watermark fires, every deferred step included.
+    fn watermark(j: &mut WindowJoin, wm: i64) -> Vec<StreamEvent> {
+        let mut out = Vec::new();
+        j.on_watermark(wm, &mut out).unwrap();
+        while j.has_deferred_output() {
+            j.resume(&mut out).unwrap();
+        }
+        out
     }
 
     fn a_batch(rows: &[(i64, i64, &str)]) -> RecordBatch {
@@ -360,11 +466,13 @@ mod tests {
         j.on_b(&b_batch(&[(1, 5_000), (1, 3_000), (3, 70_000)])).unwrap();
         j.on_a(&a_batch(&[(1, 1_000, "x"), (2, 2_000, "y"), (3, 4_000, "z")]))
             .unwrap();
-        let mut out = Vec::new();
-        j.on_watermark(60_999, &mut out).unwrap();
+        let out = watermark(&mut j, 60_999);
         assert_eq!(rows(&out), vec![], "nothing before t_A + window");
-        out.clear();
-        j.on_watermark(64_000, &mut out).unwrap();
+        assert!(
+            matches!(out[..], [StreamEvent::Watermark(999)]),
+            "the watermark trails by the window: {out:?}"
+        );
+        let out = watermark(&mut j, 64_000);
         assert_eq!(
             rows(&out),
             vec![(1, Some(3_000), 1), (2, None, 0), (3, None, 0)],
@@ -376,9 +484,9 @@ mod tests {
             "x",
             "A columns carried through"
         );
-        out.clear();
-        j.on_watermark(i64::MAX, &mut out).unwrap();
+        let out = watermark(&mut j, i64::MAX);
         assert_eq!(rows(&out), vec![], "each impression once");
+        assert!(matches!(out[..], [StreamEvent::Watermark(i64::MAX)]), "{out:?}");
     }
 
     #[test]
@@ -387,8 +495,7 @@ mod tests {
         let mut j = join(dir.path(), JoinMatches::All, true);
         j.on_a(&a_batch(&[(1, 1_000, "x"), (2, 2_000, "y")])).unwrap();
         j.on_b(&b_batch(&[(1, 5_000), (1, 3_000)])).unwrap();
-        let mut out = Vec::new();
-        j.on_watermark(i64::MAX, &mut out).unwrap();
+        let out = watermark(&mut j, i64::MAX);
         assert_eq!(rows(&out), vec![(1, Some(3_000), 1), (1, Some(5_000), 1)]);
     }
 
@@ -396,13 +503,11 @@ mod tests {
     fn a_late_impression_is_still_emitted_and_a_late_click_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = join(dir.path(), JoinMatches::First, false);
-        let mut out = Vec::new();
-        j.on_watermark(100_000, &mut out).unwrap();
+        watermark(&mut j, 100_000);
         j.on_b(&b_batch(&[(1, 2_000)])).unwrap();
         j.on_a(&a_batch(&[(1, 1_000, "x")])).unwrap();
         assert_eq!((j.late_a, j.late_b), (1, 1));
-        out.clear();
-        j.on_watermark(100_001, &mut out).unwrap();
-        assert_eq!(rows(&out), vec![(1, None, 0)]);
+        assert_eq!(j.metrics.late_records.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(rows(&watermark(&mut j, 100_001)), vec![(1, None, 0)]);
     }
 }

@@ -12,6 +12,10 @@
 //! newer barrier arriving during an alignment abandons the older checkpoint (it was
 //! aborted upstream); an older one is ignored.
 //!
+//! The head of a two-input task (a join) reads both inputs through one gate: each channel
+//! belongs to an input, and the gate says which input the batch it returned came from.
+//! Watermarks and barriers are the same over all channels, whatever their input.
+//!
 //! Watermark status: a channel whose producer went idle (`Idle(true)`) does not hold the
 //! watermark back until it delivers data or `Idle(false)`; when every open channel is
 //! idle the gate passes `Idle(true)` on (and `Idle(false)` once one is active again), so
@@ -36,6 +40,10 @@ struct Alignment {
 
 pub struct InputGate {
     channels: Vec<mpsc::Receiver<StreamEvent>>,
+    /// Which input of the head operator each channel feeds.
+    inputs: Vec<usize>,
+    /// The input of the last batch returned.
+    batch_input: usize,
     watermarks: Vec<i64>,
     ended: Vec<bool>,
     idle: Vec<bool>,
@@ -53,9 +61,17 @@ pub struct InputGate {
 
 impl InputGate {
     pub fn new(channels: Vec<mpsc::Receiver<StreamEvent>>) -> Self {
+        let inputs = vec![0; channels.len()];
+        Self::with_inputs(channels, inputs)
+    }
+
+    /// A gate whose channel `i` feeds input `inputs[i]` of the head operator.
+    pub fn with_inputs(channels: Vec<mpsc::Receiver<StreamEvent>>, inputs: Vec<usize>) -> Self {
         let n = channels.len();
         Self {
             channels,
+            inputs,
+            batch_input: 0,
             watermarks: vec![WATERMARK_MIN; n],
             ended: vec![false; n],
             idle: vec![false; n],
@@ -80,6 +96,7 @@ impl InputGate {
             match event {
                 Some(StreamEvent::Data(batch)) => {
                     self.idle[channel] = false;
+                    self.batch_input = self.inputs[channel];
                     if self.gate_idle {
                         self.gate_idle = false;
                         return Ok(vec![StreamEvent::Idle(false), StreamEvent::Data(batch)]);
@@ -179,6 +196,12 @@ impl InputGate {
         self.aligning = None;
         self.last_barrier = Some(id);
         Some(id)
+    }
+
+    /// The input of the head operator that the batch in the last events returned by
+    /// [`InputGate::next`] came from (each call returns at most one batch).
+    pub fn batch_input(&self) -> usize {
+        self.batch_input
     }
 
     /// The last completed alignment: its checkpoint and how long the first barrier waited
@@ -361,6 +384,24 @@ mod tests {
         tx1.send(StreamEvent::EndOfStream).await.unwrap();
         let rest = drain(&mut gate, |e| matches!(e, StreamEvent::EndOfStream)).await;
         assert!(!rest.iter().any(|e| matches!(e, StreamEvent::Barrier(_))), "{rest:?}");
+    }
+
+    #[tokio::test]
+    async fn each_batch_is_tagged_with_the_input_its_channel_feeds() {
+        let (tx0, rx0) = mpsc::channel(8);
+        let (tx1, rx1) = mpsc::channel(8);
+        let (tx2, rx2) = mpsc::channel(8);
+        let mut gate = InputGate::with_inputs(vec![rx0, rx1, rx2], vec![0, 1, 1]);
+        tx0.send(batch(0)).await.unwrap();
+        tx1.send(batch(1)).await.unwrap();
+        tx2.send(batch(2)).await.unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let events = gate.next().await.unwrap();
+            seen.push((events.iter().find_map(value).unwrap(), gate.batch_input()));
+        }
+        seen.sort();
+        assert_eq!(seen, [(0, 0), (1, 1), (2, 1)]);
     }
 
     #[tokio::test]

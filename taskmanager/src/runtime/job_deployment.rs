@@ -119,6 +119,9 @@ pub enum SubtaskLocation {
     Remote(String),
 }
 
+/// A consumer subtask's channel, with the input of its head operator that it feeds.
+type InputChannel = (usize, mpsc::Receiver<StreamEvent>);
+
 /// Deploys the subtasks of `graph` that `place(task, subtask)` puts on this task manager.
 pub fn deploy(
     graph: &JobGraph,
@@ -126,7 +129,7 @@ pub fn deploy(
     ctx: &JobContext,
 ) -> Result<Vec<Addr<SubtaskActor>>, TaskError> {
     let mut outputs: HashMap<(usize, u32), Vec<OutputEdge>> = HashMap::new();
-    let mut inputs: HashMap<(usize, u32), Vec<mpsc::Receiver<StreamEvent>>> = HashMap::new();
+    let mut inputs: HashMap<(usize, u32), Vec<InputChannel>> = HashMap::new();
     let exchange = || {
         ctx.exchange.as_ref().ok_or_else(|| TaskError::Invalid {
             vertex: graph.name.clone(),
@@ -141,6 +144,12 @@ pub fn deploy(
         let from = graph.task_of(edge.from);
         let to = graph.task_of(edge.to);
         let consumer = graph.vertex(edge.to).name.clone();
+        let side = graph
+            .vertex(edge.to)
+            .inputs
+            .iter()
+            .position(|v| *v == edge.from)
+            .expect("an edge leads from an input");
         for i in 0..from.parallelism {
             let key = |j: u32| ChannelKey {
                 job_id: ctx.job_id.clone(),
@@ -173,7 +182,7 @@ pub fn deploy(
                     (true, None) => {
                         let (tx, rx) = mpsc::channel(ctx.channel_capacity);
                         channels.push(ChannelSender::Local(tx));
-                        inputs.entry((to.id, j)).or_default().push(rx);
+                        inputs.entry((to.id, j)).or_default().push((side, rx));
                     }
                     (true, Some(address)) => {
                         let ex = exchange()?;
@@ -187,7 +196,7 @@ pub fn deploy(
                     (false, None) => {
                         let (tx, rx) = mpsc::channel(ctx.channel_capacity);
                         exchange()?.inbound.register(key(j), tx);
-                        inputs.entry((to.id, j)).or_default().push(rx);
+                        inputs.entry((to.id, j)).or_default().push((side, rx));
                     }
                     (false, Some(_)) => {}
                 }
@@ -269,7 +278,10 @@ pub fn deploy(
                         None => driver,
                     })
                 }
-                _ => TaskInput::Gate(InputGate::new(inputs.remove(&(task.id, s)).unwrap_or_default())),
+                _ => {
+                    let (sides, channels) = inputs.remove(&(task.id, s)).unwrap_or_default().into_iter().unzip();
+                    TaskInput::Gate(InputGate::with_inputs(channels, sides))
+                }
             };
             let tail_vertex = graph.vertex(task.tail());
             let tail = if matches!(tail_vertex.kind, VertexKind::Sink(_)) && !chain_vertices.is_empty() {

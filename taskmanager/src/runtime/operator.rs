@@ -11,6 +11,18 @@ pub trait Operator: Send {
     /// Transforms one batch; pushes zero or more events downstream.
     fn on_batch(&mut self, batch: RecordBatch, out: &mut Vec<StreamEvent>) -> Result<(), TaskError>;
 
+    /// A batch from input `input` (0 = the first) of an operator with several inputs;
+    /// only the head of a task has more than one.
+    fn on_input_batch(
+        &mut self,
+        input: usize,
+        batch: RecordBatch,
+        out: &mut Vec<StreamEvent>,
+    ) -> Result<(), TaskError> {
+        debug_assert_eq!(input, 0, "a one-input operator got a batch from input {input}");
+        self.on_batch(batch, out)
+    }
+
     /// The watermark advanced (it only ever increases). Timers fire here.
     fn on_watermark(&mut self, watermark: i64, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
         out.push(StreamEvent::Watermark(watermark));

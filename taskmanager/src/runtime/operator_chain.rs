@@ -12,9 +12,9 @@ use crate::runtime::subtask_metrics::SubtaskMetrics;
 pub struct ChainedOperator {
     operator: Box<dyn Operator>,
     metrics: Arc<SubtaskMetrics>,
-    /// Events that reached the operator while it was producing deferred output; they go
-    /// in, in order, once it is done.
-    backlog: VecDeque<StreamEvent>,
+    /// Events that reached the operator while it was producing deferred output, with the
+    /// input their batch came from; they go in, in order, once it is done.
+    backlog: VecDeque<(usize, StreamEvent)>,
 }
 
 impl ChainedOperator {
@@ -46,22 +46,27 @@ impl OperatorChain {
     }
 
     /// Runs events through every operator in turn; an operator with deferred output
-    /// first produces its next step and takes new events only once it is done.
-    pub fn process(&mut self, mut events: Vec<StreamEvent>) -> Result<Vec<StreamEvent>, TaskError> {
+    /// first produces its next step and takes new events only once it is done. A batch
+    /// in `events` came from input `input` of the head operator.
+    pub fn process(&mut self, mut events: Vec<StreamEvent>, input: usize) -> Result<Vec<StreamEvent>, TaskError> {
+        let mut input = input;
         for op in &mut self.operators {
             let mut out = Vec::with_capacity(events.len());
             if op.operator.has_deferred_output() {
                 op.operator.resume(&mut out)?;
                 SubtaskMetrics::add(&op.metrics.records_out, rows(&out));
             }
-            op.backlog.extend(events);
+            op.backlog.extend(events.into_iter().map(|e| (input, e)));
+            input = 0;
             while !op.operator.has_deferred_output() {
-                let Some(event) = op.backlog.pop_front() else { break };
+                let Some((from, event)) = op.backlog.pop_front() else {
+                    break;
+                };
                 let before = out.len();
                 match event {
                     StreamEvent::Data(batch) => {
                         SubtaskMetrics::add(&op.metrics.records_in, batch.num_rows() as u64);
-                        op.operator.on_batch(batch, &mut out)?;
+                        op.operator.on_input_batch(from, batch, &mut out)?;
                     }
                     StreamEvent::Watermark(wm) => {
                         op.metrics.set_watermark(wm);
@@ -174,7 +179,7 @@ mod tests {
             ChainedOperator::new(Box::new(Forward), metrics()),
         ]);
         let step = |chain: &mut OperatorChain, events| -> Vec<String> {
-            chain.process(events).unwrap().iter().map(label).collect()
+            chain.process(events, 0).unwrap().iter().map(label).collect()
         };
         let input = vec![
             StreamEvent::Data(batch(100)),

@@ -199,8 +199,12 @@ impl Handler<Pump> for SubtaskActor {
         }
         .into_actor(self)
         .then(|(mut io, input), act, _| {
+            let from = match &io.input {
+                TaskInput::Gate(gate) => gate.batch_input(),
+                TaskInput::Source(_) => 0,
+            };
             let processed = input.and_then(|events| match events {
-                Some(events) => act.chain.process(events).map(Some),
+                Some(events) => act.chain.process(events, from).map(Some),
                 None => Ok(None),
             });
             let passed = processed
