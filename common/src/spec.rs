@@ -336,6 +336,19 @@ pub struct WindowJoinSpec {
     pub right_columns: Vec<JoinColumn>,
     #[serde(default = "default_label_column")]
     pub label_column: String,
+    /// Where pending rows live.
+    #[serde(default)]
+    pub state: JoinStateSpec,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinStateSpec {
+    /// RocksDB on the task manager's disk: state far larger than memory.
+    #[default]
+    Rocksdb,
+    /// The heap: fastest, bounded by memory; checkpoints are full snapshots.
+    Memory,
 }
 
 fn default_label_column() -> String {

@@ -85,7 +85,9 @@ fn every_impression_is_committed_once_with_its_label_across_task_manager_kills()
     let mut pause = seed;
     for _ in 0..2 {
         // Between 3 and 7 s after the job (or the last recovery) runs: past a checkpoint or two.
-        pause = pause.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        pause = pause
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         cluster.wait_for_job(&all, &job, Duration::from_secs(120), |s| {
             first_line(s).contains("Running") || first_line(s).contains("Finished")
         });

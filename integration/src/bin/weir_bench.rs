@@ -22,7 +22,7 @@ use clap::{Parser, Subcommand};
 use weir_integration::cluster::{ClusterSandbox, vertex_records_in};
 use weir_integration::kafka_broker::{KafkaBroker, produce};
 use weir_integration::{binary, parquet_rows_by_partition, workspace_root};
-use weir_taskmanager::connectors::generator::datagen::w2;
+use weir_taskmanager::connectors::generator::datagen::{w1, w2};
 
 const BASE: i128 = 1_704_067_200_000;
 
@@ -43,6 +43,22 @@ enum Workload {
         parallelism: u32,
         #[arg(long, default_value = "zstd")]
         compression: String,
+    },
+    /// W1: impressions and clicks through the window join into a blackhole that checks
+    /// the counters. `--trace-secs` prints resident memory and the
+    /// bytes under the work directory (the join's RocksDB state) as the run goes.
+    W1 {
+        #[arg(long, default_value_t = 5_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 2)]
+        parallelism: u32,
+        #[arg(long, default_value_t = 60_000)]
+        window_ms: u64,
+        /// The join's state: rocksdb or memory.
+        #[arg(long, default_value = "rocksdb")]
+        state: String,
+        #[arg(long)]
+        trace_secs: Option<u64>,
     },
     /// W3: keyed 10 s tumbling count.
     W3 {
@@ -647,6 +663,36 @@ struct Measured {
 }
 
 fn run(spec: &str, overrides: Vec<String>, work: &Path) -> Result<Measured> {
+    run_traced(spec, overrides, work, None)
+}
+
+/// Bytes in the files below `dir`.
+fn bytes_below(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => bytes_below(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
+/// The resident memory of a live process now, in kB.
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// [`run`], printing `trace` lines (seconds, resident MB, MB under `work`) every `trace`.
+fn run_traced(spec: &str, overrides: Vec<String>, work: &Path, trace: Option<Duration>) -> Result<Measured> {
     let summary_path = work.join("summary.json");
     let mut cmd = Command::new(binary("coordinator"));
     cmd.arg("local")
@@ -669,10 +715,23 @@ fn run(spec: &str, overrides: Vec<String>, work: &Path) -> Result<Measured> {
     let done = Arc::new(AtomicBool::new(false));
     let sampler = {
         let done = done.clone();
+        let work = work.to_path_buf();
         std::thread::spawn(move || {
             let mut peak = 0;
+            let mut next_trace = trace.map(|t| started + t);
             while !done.load(Ordering::Relaxed) {
                 peak = peak.max(peak_rss_kb(pid));
+                if let (Some(at), Some(every)) = (next_trace, trace)
+                    && Instant::now() >= at
+                {
+                    eprintln!(
+                        "trace {:>5.0} s  rss {:>5} MB  state on disk {:>6} MB",
+                        started.elapsed().as_secs_f64(),
+                        rss_kb(pid) / 1024,
+                        bytes_below(&work) >> 20
+                    );
+                    next_trace = Some(at + every);
+                }
                 std::thread::sleep(Duration::from_millis(5));
             }
             peak
@@ -759,6 +818,57 @@ fn main() -> Result<()> {
                 rows.len(),
                 sink["files"],
                 sink["bytes"],
+                m.summary["seconds"].as_f64().unwrap_or(0.0),
+            );
+        }
+        Workload::W1 {
+            events,
+            parallelism,
+            window_ms,
+            state,
+            trace_secs,
+        } => {
+            let m = run_traced(
+                "w1-window-join.json",
+                vec![
+                    format!("sources.0.generator.events={events}"),
+                    format!("sources.1.generator.events={events}"),
+                    format!("parallelism={parallelism}"),
+                    format!("operators.0.window_join.window_ms={window_ms}"),
+                    format!("operators.0.window_join.state={state}"),
+                ],
+                work.path(),
+                trace_secs.map(Duration::from_secs),
+            )?;
+            let sink = &m.summary["sinks"][0];
+            let rows = sink["rows"].as_u64().unwrap_or(0);
+            let sum = |c: &str| -> i128 {
+                sink["column_sums"][c]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0)
+            };
+            let (label1, delay_sum) = (sum("label"), sum("click_delay_ms"));
+            // Every click lies within 30 s of its impression: inside any window of 30 s or more.
+            let clicked: Vec<u64> = (0..events).filter(|g| w1::clicked(*g)).collect();
+            let expected_delay: i128 = clicked
+                .iter()
+                .map(|g| (w1::click_ts(*g) - w1::imp_ts(*g)) as i128)
+                .sum();
+            let ok = rows == events
+                && label1 == clicked.len() as i128
+                && delay_sum == expected_delay
+                && window_ms >= 30_000
+                && m.summary["late_records"] == 0;
+            let input = events + clicked.len() as u64;
+            println!(
+                "weir w1_{state} {input} {:.3} {:.0} {}",
+                m.seconds,
+                input as f64 / m.seconds,
+                m.peak_rss_mb
+            );
+            println!(
+                "INFO w1 impressions={events} window_ms={window_ms} state={state} parallelism={parallelism} outputs={rows} label1={label1} click_delay_sum={delay_sum} job_seconds={:.3} ok={ok}",
                 m.summary["seconds"].as_f64().unwrap_or(0.0),
             );
         }

@@ -109,7 +109,15 @@ fn main() -> Result<()> {
         event_time_column: 1,
     };
     let store = JoinStore::new("w1", ctx, options.window_ms, options.delay_ms);
-    let mut join = WindowJoin::new("w1", options, side(), side(), output, store, Arc::default())?;
+    let mut join = WindowJoin::new(
+        "w1",
+        options,
+        (side(), side()),
+        output,
+        Box::new(store),
+        128,
+        Arc::default(),
+    )?;
     let watermark = |join: &mut WindowJoin, wm: i64, out: &mut Vec<StreamEvent>| -> Result<()> {
         join.on_watermark(wm, out)?;
         while join.has_deferred_output() {

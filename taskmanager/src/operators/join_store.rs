@@ -17,6 +17,7 @@
 //! bring back. An A row and a B row are due together when `t_B = t_A + window`; firing runs
 //! before expiry at every watermark, so such a pair still meets.
 
+use crate::operators::join_state::{Fired, JoinState, matches_in_window};
 use crate::state::OperatorStateContext;
 use crate::state::keyed_state_backend::StateError;
 use crate::state::list_state::decode_elements;
@@ -29,17 +30,6 @@ const MATCHES: &str = "matches";
 const EXPIRING: &str = "expiring";
 /// The namespace of `matches`.
 const ALL: i64 = 0;
-
-/// An A row whose time came, with the B rows of its key inside its window (ordered by
-/// their event time).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fired {
-    pub key_group: u32,
-    pub key: Vec<u8>,
-    pub t_a: i64,
-    pub row: Vec<u8>,
-    pub matches: Vec<(i64, Vec<u8>)>,
-}
 
 pub struct JoinStore {
     state: OperatorState,
@@ -91,7 +81,94 @@ impl JoinStore {
         t_a.saturating_add(self.window).saturating_add(self.delay)
     }
 
-    pub fn add_a(&mut self, key_group: u32, key: &[u8], t_a: i64, row: &[u8]) -> Result<(), StateError> {
+    /// Whether the store was opened from a checkpoint's snapshot.
+    pub fn restored(&self) -> bool {
+        self.state.restored()
+    }
+
+    /// Whether the job checkpoints.
+    pub fn checkpoints(&self) -> bool {
+        self.state.checkpoints()
+    }
+
+    /// A local snapshot of the instance, as a checkpoint takes it.
+    #[cfg(test)]
+    pub fn snapshot(&mut self, id: u64) -> Result<std::path::PathBuf, StateError> {
+        self.state.backend()?.snapshot(id)
+    }
+
+    /// Replaces everything stored with `waiting` (due time, key group, key, the key's A
+    /// rows due then) and `matches` (key group, key, its B rows): how a store that keeps
+    /// its state elsewhere writes a snapshot in this layout.
+    pub fn overwrite<'r>(
+        &mut self,
+        waiting: impl Iterator<Item = (i64, u32, &'r [u8], &'r [(i64, Vec<u8>)])>,
+        matches: impl Iterator<Item = (u32, &'r [u8], &'r [(i64, Vec<u8>)])>,
+    ) -> Result<(), StateError> {
+        let window_and_delay = self.window.saturating_add(self.delay);
+        let backend = self.state.backend()?;
+        for name in [WAITING, MATCHES, EXPIRING] {
+            backend.list(name)?.table().clear()?;
+        }
+        let list = backend.list(WAITING)?;
+        for (due, key_group, key, rows) in waiting {
+            let elements: Vec<Vec<u8>> = rows.iter().map(|(t, row)| timed(*t, row)).collect();
+            list.replace(due, key_group, key, elements.iter().map(Vec::as_slice))?;
+        }
+        let (list, expiring) = (backend.list(MATCHES)?, backend.list(EXPIRING)?);
+        for (key_group, key, rows) in matches {
+            let elements: Vec<Vec<u8>> = rows.iter().map(|(t, row)| timed(*t, row)).collect();
+            list.replace(ALL, key_group, key, elements.iter().map(Vec::as_slice))?;
+            let mut expiries: Vec<i64> = rows.iter().map(|(t, _)| t.saturating_add(window_and_delay)).collect();
+            expiries.sort_unstable();
+            expiries.dedup();
+            for expiry in expiries {
+                expiring.replace(expiry, key_group, key, std::iter::empty())?;
+            }
+        }
+        self.waiting_floor = i64::MIN;
+        self.expiring_floor = i64::MIN;
+        Ok(())
+    }
+
+    /// Calls `a(key group, key, t_A, row)` for every waiting A row and `b(key group, key,
+    /// t_B, row)` for every B row held.
+    pub fn load(
+        &mut self,
+        mut a: impl FnMut(u32, &[u8], i64, &[u8]),
+        mut b: impl FnMut(u32, &[u8], i64, &[u8]),
+    ) -> Result<(), StateError> {
+        let backend = self.state.backend()?;
+        for (name, f) in [
+            (WAITING, &mut a as &mut dyn FnMut(u32, &[u8], i64, &[u8])),
+            (MATCHES, &mut b),
+        ] {
+            backend.list(name)?.table().scan(&[], None, |k, v| {
+                for element in decode_elements(v) {
+                    let (t, row) = untimed(element);
+                    f(key_group_of(k), &k[PREFIX_LEN..], t, row);
+                }
+                true
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The earliest time an A row is due, if any waits.
+    #[cfg(test)]
+    pub fn next_due(&mut self) -> Result<Option<i64>, StateError> {
+        let mut first = None;
+        let from = time_bytes(self.waiting_floor);
+        self.state.backend()?.list(WAITING)?.table().scan(&from, None, |k, _| {
+            first = Some(namespace_of(k));
+            false
+        })?;
+        Ok(first)
+    }
+}
+
+impl JoinState for JoinStore {
+    fn add_a(&mut self, key_group: u32, key: &[u8], t_a: i64, row: &[u8]) -> Result<(), StateError> {
         let due = self.due(t_a);
         self.waiting_floor = self.waiting_floor.min(due);
         self.state
@@ -100,7 +177,7 @@ impl JoinStore {
             .add(due, key_group, key, &timed(t_a, row))
     }
 
-    pub fn add_b(&mut self, key_group: u32, key: &[u8], t_b: i64, row: &[u8]) -> Result<(), StateError> {
+    fn add_b(&mut self, key_group: u32, key: &[u8], t_b: i64, row: &[u8]) -> Result<(), StateError> {
         let expiry = self.due(t_b);
         self.expiring_floor = self.expiring_floor.min(expiry);
         let backend = self.state.backend()?;
@@ -108,9 +185,7 @@ impl JoinStore {
         backend.list(EXPIRING)?.add(expiry, key_group, key, &[])
     }
 
-    /// Moves into `out` the A rows due at `watermark`, at most `limit` keys' worth, oldest
-    /// due time first, and removes them. Returns whether more are due.
-    pub fn fire(&mut self, watermark: i64, limit: usize, out: &mut Vec<Fired>) -> Result<bool, StateError> {
+    fn fire(&mut self, watermark: i64, limit: usize, out: &mut Vec<Fired>) -> Result<bool, StateError> {
         let end = watermark.checked_add(1).map(|t| time_bytes(t).to_vec());
         let window = self.window;
         let from = time_bytes(self.waiting_floor);
@@ -133,19 +208,12 @@ impl JoinStore {
             let b_rows = matches.get(ALL, key_group, key)?;
             for element in decode_elements(v) {
                 let (t_a, row) = untimed(element);
-                let mut found: Vec<(i64, Vec<u8>)> = b_rows
-                    .iter()
-                    .map(|e| untimed(e))
-                    .filter(|(t_b, _)| *t_b >= t_a && *t_b <= t_a.saturating_add(window))
-                    .map(|(t_b, row)| (t_b, row.to_vec()))
-                    .collect();
-                found.sort_by_key(|(t_b, _)| *t_b);
                 out.push(Fired {
                     key_group,
                     key: key.to_vec(),
                     t_a,
                     row: row.to_vec(),
-                    matches: found,
+                    matches: matches_in_window(b_rows.iter().map(|e| untimed(e)), t_a, window),
                 });
             }
         }
@@ -159,9 +227,7 @@ impl JoinStore {
         Ok(next.is_some())
     }
 
-    /// Drops the B rows that no A row can match once the watermark is `watermark` (call
-    /// after `fire` has emptied what is due). Returns how many went.
-    pub fn expire(&mut self, watermark: i64) -> Result<u64, StateError> {
+    fn expire(&mut self, watermark: i64) -> Result<u64, StateError> {
         let end = watermark.checked_add(1).map(|t| time_bytes(t).to_vec());
         let window_and_delay = self.window.saturating_add(self.delay);
         let from = time_bytes(self.expiring_floor);
@@ -193,20 +259,7 @@ impl JoinStore {
         Ok(dropped)
     }
 
-    /// The earliest time an A row is due, if any waits.
-    #[cfg(test)]
-    pub fn next_due(&mut self) -> Result<Option<i64>, StateError> {
-        let mut first = None;
-        let from = time_bytes(self.waiting_floor);
-        self.state.backend()?.list(WAITING)?.table().scan(&from, None, |k, _| {
-            first = Some(namespace_of(k));
-            false
-        })?;
-        Ok(first)
-    }
-
-    /// Checkpoint `id`'s barrier: the state as it is now goes to checkpoint storage.
-    pub fn checkpoint(&mut self, id: u64) -> Result<(), StateError> {
+    fn checkpoint(&mut self, id: u64) -> Result<(), StateError> {
         self.state.checkpoint(id)
     }
 }
@@ -248,7 +301,7 @@ mod tests {
         assert!(early.is_empty());
         // Moved out of the instance's directory, which goes with the instance.
         let snapshot = dir.path().join("chk-1");
-        std::fs::rename(s.state.backend().unwrap().snapshot(1).unwrap(), &snapshot).unwrap();
+        std::fs::rename(s.snapshot(1).unwrap(), &snapshot).unwrap();
         drop(s);
         let mut low = restored(
             &dir.path().join("new"),

@@ -1,6 +1,8 @@
 //! The operators, one file each, and the one place that builds them from a graph vertex.
 
 pub mod filter;
+pub mod heap_join_store;
+pub mod join_state;
 pub mod join_store;
 pub mod key_by;
 pub mod project;

@@ -32,10 +32,12 @@ use arrow::row::{RowConverter, Rows, SortField};
 use weir_common::Vertex;
 use weir_common::event_time::WATERMARK_MAX;
 use weir_common::key_groups::key_group;
-use weir_common::spec::{JoinMatchesSpec, WindowJoinSpec};
+use weir_common::spec::{JoinMatchesSpec, JoinStateSpec, WindowJoinSpec};
 
 use crate::error::TaskError;
-use crate::operators::join_store::{Fired, JoinStore};
+use crate::operators::heap_join_store::HeapJoinStore;
+use crate::operators::join_state::{Fired, JoinState};
+use crate::operators::join_store::JoinStore;
 use crate::runtime::event_time_column::event_times;
 use crate::runtime::key_partitioner::hash_keys;
 use crate::runtime::operator::Operator;
@@ -89,7 +91,7 @@ pub struct WindowJoin {
     keys: RowConverter,
     a_rows: RowConverter,
     b_rows: RowConverter,
-    store: JoinStore,
+    store: Box<dyn JoinState>,
     max_parallelism: u32,
     watermark: i64,
     /// Whether the last watermark's firing has more steps to emit.
@@ -113,10 +115,10 @@ impl WindowJoin {
     pub fn new(
         name: &str,
         options: JoinOptions,
-        a: JoinSide,
-        b: JoinSide,
+        (a, b): (JoinSide, JoinSide),
         output: SchemaRef,
-        store: JoinStore,
+        store: Box<dyn JoinState>,
+        max_parallelism: u32,
         metrics: Arc<SubtaskMetrics>,
     ) -> Result<Self, TaskError> {
         let err = |e| TaskError::arrow(name, e);
@@ -132,8 +134,8 @@ impl WindowJoin {
             keys,
             a_rows,
             b_rows,
-            max_parallelism: store.max_parallelism(),
             store,
+            max_parallelism,
             watermark: i64::MIN,
             firing: false,
             metrics,
@@ -178,14 +180,19 @@ impl WindowJoin {
                 .map(|c| column(b, c.column()))
                 .collect::<Result<_, _>>()?,
         };
-        let store = JoinStore::new(&vertex.name, state, options.window_ms, options.delay_ms);
+        let max_parallelism = state.max_parallelism;
+        let (window, delay) = (options.window_ms, options.delay_ms);
+        let store: Box<dyn JoinState> = match spec.state {
+            JoinStateSpec::Rocksdb => Box::new(JoinStore::new(&vertex.name, state, window, delay)),
+            JoinStateSpec::Memory => Box::new(HeapJoinStore::new(&vertex.name, state, window, delay)?),
+        };
         Self::new(
             &vertex.name,
             options,
-            side(a, &spec.left_key)?,
-            side(b, &spec.right_key)?,
+            (side(a, &spec.left_key)?, side(b, &spec.right_key)?),
             vertex.schema.clone(),
             store,
+            max_parallelism,
             metrics,
         )
     }
@@ -218,7 +225,7 @@ impl WindowJoin {
     pub fn on_a(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
         let e = self.encode(batch, true)?;
         for (i, &t) in e.times.iter().enumerate() {
-            if self.store.due(t) <= self.watermark {
+            if self.due(t) <= self.watermark {
                 self.late_a += 1;
                 SubtaskMetrics::add(&self.metrics.late_records, 1);
             }
@@ -231,7 +238,7 @@ impl WindowJoin {
     pub fn on_b(&mut self, batch: &RecordBatch) -> Result<(), TaskError> {
         let e = self.encode(batch, false)?;
         for (i, &t) in e.times.iter().enumerate() {
-            if self.store.due(t) <= self.watermark {
+            if self.due(t) <= self.watermark {
                 self.late_b += 1;
                 SubtaskMetrics::add(&self.metrics.late_records, 1);
                 continue;
@@ -242,12 +249,18 @@ impl WindowJoin {
         Ok(())
     }
 
+    /// When an A row at `t_a` is due.
+    fn due(&self, t_a: i64) -> i64 {
+        t_a.saturating_add(self.options.window_ms)
+            .saturating_add(self.options.delay_ms)
+    }
+
     /// The output watermark for input watermark `watermark`.
     fn held_back(&self, watermark: i64) -> i64 {
         if watermark == WATERMARK_MAX {
             return WATERMARK_MAX;
         }
-        watermark.saturating_sub(self.store.due(0))
+        watermark.saturating_sub(self.due(0))
     }
 
     /// One output row per fired A row (`first`), or per pair (`all`).
@@ -379,7 +392,9 @@ mod tests {
         ]))
     }
 
-    fn join(dir: &std::path::Path, matches: JoinMatches, inner: bool) -> WindowJoin {
+    const STORES: [JoinStateSpec; 2] = [JoinStateSpec::Rocksdb, JoinStateSpec::Memory];
+
+    fn join(dir: &std::path::Path, matches: JoinMatches, inner: bool, state: JoinStateSpec) -> WindowJoin {
         let ctx = OperatorStateContext::standalone(dir.to_path_buf(), 128);
         let options = JoinOptions {
             window_ms: 60_000,
@@ -393,13 +408,17 @@ mod tests {
             key_columns: vec![0],
             event_time_column: 1,
         };
+        let store: Box<dyn JoinState> = match state {
+            JoinStateSpec::Rocksdb => Box::new(JoinStore::new("join", ctx, 60_000, 0)),
+            JoinStateSpec::Memory => Box::new(HeapJoinStore::new("join", ctx, 60_000, 0).unwrap()),
+        };
         WindowJoin::new(
             "join",
-            options.clone(),
-            side(impressions()),
-            side(clicks()),
+            options,
+            (side(impressions()), side(clicks())),
             output(),
-            JoinStore::new("join", ctx, options.window_ms, options.delay_ms),
+            store,
+            128,
             Arc::default(),
         )
         .unwrap()
@@ -460,8 +479,14 @@ mod tests {
 
     #[test]
     fn every_impression_comes_out_once_after_its_window_labelled_by_its_first_click() {
+        STORES
+            .into_iter()
+            .for_each(every_impression_comes_out_once_after_its_window_labelled_by_its_first_click_with);
+    }
+
+    fn every_impression_comes_out_once_after_its_window_labelled_by_its_first_click_with(state: JoinStateSpec) {
         let dir = tempfile::tempdir().unwrap();
-        let mut j = join(dir.path(), JoinMatches::First, false);
+        let mut j = join(dir.path(), JoinMatches::First, false, state);
         // A click may come before its impression.
         j.on_b(&b_batch(&[(1, 5_000), (1, 3_000), (3, 70_000)])).unwrap();
         j.on_a(&a_batch(&[(1, 1_000, "x"), (2, 2_000, "y"), (3, 4_000, "z")]))
@@ -491,8 +516,12 @@ mod tests {
 
     #[test]
     fn all_matches_and_inner_join() {
+        STORES.into_iter().for_each(all_matches_and_inner_join_with);
+    }
+
+    fn all_matches_and_inner_join_with(state: JoinStateSpec) {
         let dir = tempfile::tempdir().unwrap();
-        let mut j = join(dir.path(), JoinMatches::All, true);
+        let mut j = join(dir.path(), JoinMatches::All, true, state);
         j.on_a(&a_batch(&[(1, 1_000, "x"), (2, 2_000, "y")])).unwrap();
         j.on_b(&b_batch(&[(1, 5_000), (1, 3_000)])).unwrap();
         let out = watermark(&mut j, i64::MAX);
@@ -501,8 +530,14 @@ mod tests {
 
     #[test]
     fn a_late_impression_is_still_emitted_and_a_late_click_is_dropped() {
+        STORES
+            .into_iter()
+            .for_each(a_late_impression_is_still_emitted_and_a_late_click_is_dropped_with);
+    }
+
+    fn a_late_impression_is_still_emitted_and_a_late_click_is_dropped_with(state: JoinStateSpec) {
         let dir = tempfile::tempdir().unwrap();
-        let mut j = join(dir.path(), JoinMatches::First, false);
+        let mut j = join(dir.path(), JoinMatches::First, false, state);
         watermark(&mut j, 100_000);
         j.on_b(&b_batch(&[(1, 2_000)])).unwrap();
         j.on_a(&a_batch(&[(1, 1_000, "x")])).unwrap();

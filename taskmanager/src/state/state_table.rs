@@ -62,6 +62,20 @@ impl<'a> StateTable<'a> {
         self.write_batch(batch)
     }
 
+    /// Removes every row.
+    pub fn clear(&self) -> Result<(), StateError> {
+        // Every stored key starts with 8 time bytes and 2 key-group bytes, so one range
+        // below ten 0xff bytes covers all but the (never used) keys at the very top.
+        const TOP: [u8; 10] = [0xff; 10];
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(self.cf, &[][..], &TOP[..]);
+        self.scan(&TOP, None, |k, _| {
+            batch.delete_cf(self.cf, k);
+            true
+        })?;
+        self.write_batch(batch)
+    }
+
     pub fn write_batch(&self, batch: WriteBatch) -> Result<(), StateError> {
         self.db.write_opt(batch, self.write).map_err(|e| self.err(e))
     }
