@@ -116,55 +116,65 @@ fn refused_join(change: impl Fn(&mut serde_json::Value)) -> String {
 #[test]
 fn bad_window_join_fields_are_refused_by_name() {
     use serde_json::json;
-    let cases: Vec<(Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    let cases: Vec<(&[&str], serde_json::Value, &str)> = vec![
         (
-            Box::new(|j| j["window_join"]["right"] = json!("click")),
+            &["window_join", "right"],
+            json!("click"),
             "operators[0].window_join.right: unknown input 'click'",
         ),
         (
-            Box::new(|j| j["window_join"]["right"] = json!("impressions")),
+            &["window_join", "right"],
+            json!("impressions"),
             "operators[0].window_join.right: 'impressions' is already the input",
         ),
-        (Box::new(|j| j["window_join"]["right"] = json!("counted")), "cycle: "),
+        (&["window_join", "right"], json!("counted"), "cycle: "),
         (
-            Box::new(|j| j["window_join"]["right_key"] = json!(["ts"])),
+            &["window_join", "right_key"],
+            json!(["ts"]),
             "operators[0].window_join.right_key[0]: 'ts' is Timestamp(ms, \"UTC\") but left_key[0] 'request_id' is UInt64",
         ),
         (
-            Box::new(|j| j["window_join"]["right_key"] = json!(["request_id", "ts"])),
+            &["window_join", "right_key"],
+            json!(["request_id", "ts"]),
             "operators[0].window_join.right_key: has 2 columns but left_key has 1",
         ),
         (
-            Box::new(|j| j["window_join"]["left_key"] = json!(["nope"])),
+            &["window_join", "left_key"],
+            json!(["nope"]),
             "operators[0].window_join.left_key[0]: unknown column 'nope'",
         ),
         (
-            Box::new(|j| j["window_join"]["window_ms"] = json!(0)),
+            &["window_join", "window_ms"],
+            json!(0),
             "operators[0].window_join.window_ms: must be positive",
         ),
         (
-            Box::new(|j| j["window_join"]["right_columns"] = json!(["ts"])),
+            &["window_join", "right_columns"],
+            json!(["ts"]),
             "operators[0].window_join.right_columns[0]: output column 'ts' already exists",
         ),
         (
-            Box::new(|j| j["window_join"]["right_columns"] = json!(["tss"])),
+            &["window_join", "right_columns"],
+            json!(["tss"]),
             "operators[0].window_join.right_columns[0]: unknown column 'tss' of 'clicks'",
         ),
         (
-            Box::new(|j| j["window_join"]["label_column"] = json!("user_id")),
+            &["window_join", "label_column"],
+            json!("user_id"),
             "operators[0].window_join.label_column: output column 'user_id' already exists",
         ),
+        (&["window_join", "matches"], json!("last"), "unknown variant `last`"),
         (
-            Box::new(|j| j["window_join"]["matches"] = json!("last")),
-            "unknown variant `last`",
-        ),
-        (
-            Box::new(|j| j["window_aggregate"] = json!({"key_by": ["ts"], "tumbling_ms": 1, "aggregates": []})),
+            &["window_aggregate"],
+            json!({"key_by": ["ts"], "tumbling_ms": 1, "aggregates": []}),
             "operators[0]: needs exactly one of: filter, project, key_by, window_aggregate, window_join",
         ),
     ];
-    for (change, expected) in cases {
-        let message = refused_join(change);
+    for (path, value, expected) in cases {
+        let message = refused_join(|op| {
+            let field = path.iter().fold(op, |v, k| &mut v[*k]);
+            *field = value.clone();
+        });
         assert!(message.contains(expected), "expected {expected:?} in:\n{message}");
     }
 }

@@ -84,6 +84,19 @@ pub fn run_local_with(spec: &Path, overrides: &[String], args: &[&str], work_dir
     Ok(LocalRun { output, summary })
 }
 
+/// The seed of a randomized test: `WEIR_CHAOS_SEED` to replay a run, else the clock.
+pub fn chaos_seed() -> u64 {
+    std::env::var("WEIR_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_secs()
+        })
+}
+
 /// Every file below `dir`, recursively, relative to it and sorted.
 pub fn files_below(dir: &Path) -> Vec<PathBuf> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {

@@ -212,15 +212,7 @@ fn committed_output_is_exactly_the_crash_free_output_under_random_kills() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(10);
-    let first_seed: u64 = std::env::var("WEIR_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs()
-        });
+    let first_seed = weir_integration::chaos_seed();
     let mut total_kills = 0;
     for run in 0..runs {
         let seed = first_seed + run;

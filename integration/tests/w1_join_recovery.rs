@@ -4,6 +4,9 @@
 //! Parquet output must hold every impression exactly once with the label and click delay
 //! the workload defines (no request_id twice, none missing).
 //!
+//! Run with each state store: RocksDB (incremental snapshots) and memory (full snapshots
+//! in the same layout, loaded back onto the heap by the restored attempt).
+//!
 //! `WEIR_CHAOS_SEED` replays one run's kill timing.
 
 use std::path::Path;
@@ -17,10 +20,11 @@ const IMPRESSIONS: u64 = 1_000_000;
 /// How long a crash-free run takes (the sources are rate limited).
 const RUN_SECONDS: u64 = 16;
 
-fn spec(dir: &Path, out: &Path) -> std::path::PathBuf {
+fn spec(dir: &Path, out: &Path, state: &str) -> std::path::PathBuf {
     let text = std::fs::read_to_string(workspace_root().join("examples/w1-window-join.json")).unwrap();
     let mut spec: serde_json::Value = serde_json::from_str(&text).unwrap();
-    spec["name"] = "w1-recovery".into();
+    spec["name"] = format!("w1-recovery-{state}").into();
+    spec["operators"][0]["window_join"]["state"] = state.into();
     for s in 0..2 {
         let g = &mut spec["sources"][s]["generator"];
         g["events"] = IMPRESSIONS.into();
@@ -61,23 +65,24 @@ fn expected() -> String {
 }
 
 #[test]
-fn every_impression_is_committed_once_with_its_label_across_task_manager_kills() {
-    let seed: u64 = std::env::var("WEIR_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis() as u64
-        });
+fn with_rocksdb_state_every_impression_is_committed_once_across_task_manager_kills() {
+    kills_during_w1("rocksdb");
+}
+
+#[test]
+fn with_memory_state_every_impression_is_committed_once_across_task_manager_kills() {
+    kills_during_w1("memory");
+}
+
+fn kills_during_w1(state: &str) {
+    let seed = weir_integration::chaos_seed();
     let mut cluster = ClusterSandbox::start(1);
     for _ in 0..2 {
         cluster.start_task_manager(2);
     }
     cluster.wait_for_task_managers(2, Duration::from_secs(30));
     let out = cluster.dir.path().join("out");
-    let spec = spec(cluster.dir.path(), &out);
+    let spec = spec(cluster.dir.path(), &out, state);
     let job = cluster.submit(&spec);
     let all = cluster.addresses();
     let mut live = vec![0, 1];
@@ -120,6 +125,6 @@ fn every_impression_is_committed_once_with_its_label_across_task_manager_kills()
     assert_eq!(
         committed(&out),
         expected(),
-        "seed {seed}, killed task managers {killed:?}: rows, distinct request_ids, Σ label, Σ click delay\n{status}"
+        "{state} state, seed {seed}, killed task managers {killed:?}: rows, distinct request_ids, Σ label, Σ click delay\n{status}"
     );
 }

@@ -1,6 +1,7 @@
 //! W1 (the ad joiner) through `coordinator local`: impressions and clicks from two
 //! generator sources, hash-partitioned by request_id into the window join (RocksDB
-//! state, parallelism 2), each impression out exactly once with its click label. The
+//! state, and memory state; parallelism 2), each impression out exactly once with its
+//! click label. The
 //! counters must be the reference's (`shared/bench/flink/README.md`, W1).
 
 use weir_integration::{run_local, workspace_root};
@@ -31,6 +32,19 @@ fn w1_counters_match_the_reference() {
     );
     assert_eq!(run.summary()["late_records"], 0);
     assert_eq!(run.summary()["records_read"], 5_650_181);
+}
+
+#[test]
+fn w1_counters_match_the_reference_with_memory_state() {
+    let work = tempfile::tempdir().unwrap();
+    let run = run_local(
+        &workspace_root().join("examples/w1-window-join.json"),
+        &["operators.0.window_join.state=memory".into()],
+        work.path(),
+    )
+    .unwrap();
+    assert!(run.output.status.success(), "stderr:\n{}", run.stderr());
+    assert_eq!(sums(&run), (5_000_000, 650_181, 9_753_684_532, 1_247_500_548_829));
 }
 
 #[test]

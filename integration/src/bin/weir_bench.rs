@@ -389,17 +389,22 @@ fn strip_nulls(v: serde_json::Value) -> serde_json::Value {
     }
 }
 
-/// Peak resident set size of a live process, from /proc.
-fn peak_rss_kb(pid: u32) -> u64 {
+/// A kB figure of a live process's /proc status (`VmHWM`: peak resident, `VmRSS`: now).
+fn status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|n| n.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Peak resident set size of a live process.
+fn peak_rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmHWM:")
 }
 
 /// CPU seconds (user + system) a live process has used, from /proc.
@@ -678,19 +683,6 @@ fn bytes_below(dir: &Path) -> u64 {
         .sum()
 }
 
-/// The resident memory of a live process now, in kB.
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// [`run`], printing `trace` lines (seconds, resident MB, MB under `work`) every `trace`.
 fn run_traced(spec: &str, overrides: Vec<String>, work: &Path, trace: Option<Duration>) -> Result<Measured> {
     let summary_path = work.join("summary.json");
@@ -727,7 +719,7 @@ fn run_traced(spec: &str, overrides: Vec<String>, work: &Path, trace: Option<Dur
                     eprintln!(
                         "trace {:>5.0} s  rss {:>5} MB  state on disk {:>6} MB",
                         started.elapsed().as_secs_f64(),
-                        rss_kb(pid) / 1024,
+                        status_kb(pid, "VmRSS:") / 1024,
                         bytes_below(&work) >> 20
                     );
                     next_trace = Some(at + every);
