@@ -489,8 +489,11 @@ impl<'a> Validator<'a> {
         };
         if let Some(a) = &s.event_time.alignment {
             let at = format!("{path}.event_time.alignment");
-            if !matches!(connector, SourceConnector::Kafka(_)) {
-                self.err(at.clone(), "only Kafka sources can be aligned (they pause partitions)");
+            if matches!(connector, SourceConnector::File(_)) {
+                self.err(
+                    at.clone(),
+                    "only Kafka and generator sources can be aligned (they pause their reads)",
+                );
             }
             if a.group.trim().is_empty() {
                 self.err(format!("{at}.group"), "must not be empty");

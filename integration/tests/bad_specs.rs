@@ -147,7 +147,8 @@ fn kafka_source_fields() {
 #[test]
 fn alignment_and_partition_commit_fields() {
     let text = r#"{"name": "bad", "sources": [{"id": "gen",
-        "generator": {"workload": "w3_events", "events": 10},
+        "file": {"path": "/tmp/in.jsonl"}, "format": {"type": "json"},
+        "schema": [{"name": "ts", "type": "timestamp_ms"}],
         "event_time": {"column": "ts", "alignment": {"group": " ", "max_drift_ms": 0}}}],
       "sinks": [{"id": "out", "input": "gen", "parquet": {"path": "/tmp/x",
         "commit": {"target_file_bytes": 1000, "idle_timeout_ms": 0,
@@ -155,7 +156,7 @@ fn alignment_and_partition_commit_fields() {
     assert_refused(
         text,
         &[
-            "sources[0].event_time.alignment: only Kafka sources can be aligned",
+            "sources[0].event_time.alignment: only Kafka and generator sources can be aligned",
             "sources[0].event_time.alignment.group",
             "sources[0].event_time.alignment.max_drift_ms",
             "sinks[0].parquet.commit: needs checkpoints",

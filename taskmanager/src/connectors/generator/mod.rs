@@ -3,6 +3,7 @@
 //! advances through event time at the same pace.
 
 pub mod datagen;
+pub mod pausable;
 pub mod rate_limit;
 pub mod typed_reader;
 pub mod w2_reader;
@@ -49,10 +50,11 @@ pub fn build(spec: &GeneratorSpec, subtask: u32, parallelism: u32) -> Box<dyn So
         GeneratorWorkload::W2Logs => Box::new(w2_reader::W2Reader::new(range, spec.batch_size)),
         w => Box::new(typed_reader::TypedReader::new(w, range, spec.batch_size)),
     };
-    match spec.events_per_second {
+    let reader = match spec.events_per_second {
         Some(rate) => Box::new(rate_limit::RateLimited::new(reader, rate.div_ceil(parallelism as u64))),
         None => reader,
-    }
+    };
+    Box::new(pausable::Pausable::new(reader))
 }
 
 #[cfg(test)]
