@@ -177,6 +177,9 @@ impl SourceDriver {
                     self.emit(split, batch, Instant::now(), &mut events);
                 }
                 self.metrics.set_watermark(WATERMARK_MAX);
+                if let Some(aligned) = &self.alignment {
+                    aligned.finish();
+                }
                 events.extend([StreamEvent::Watermark(WATERMARK_MAX), StreamEvent::EndOfStream]);
                 return Ok(Some(events));
             }

@@ -16,12 +16,30 @@ pub struct AlignedSource {
     /// The report, kept current by the subtask (watermark, idle, paused).
     standing: Mutex<SourceWatermark>,
     allowed: AtomicI64,
+    /// Where a finished source keeps itself reporting (see [`AlignedSource::finish`]).
+    finished: Weak<Mutex<Vec<Arc<AlignedSource>>>>,
 }
 
 impl AlignedSource {
     /// How far the subtask's partitions may read; `None` while the leader sets no limit.
     pub fn allowed(&self) -> Option<i64> {
         Some(self.allowed.load(Ordering::Relaxed)).filter(|a| *a != UNLIMITED)
+    }
+
+    fn attempt(&self) -> (String, u32) {
+        let s = self.standing.lock().expect("alignment lock");
+        (s.job_id.clone(), s.attempt)
+    }
+
+    /// The subtask read all its input. It goes on reporting, as idle (holding nobody
+    /// back), while other sources of its job run here: a member that merely vanished
+    /// would leave its group incomplete, without an allowance, until its last report
+    /// expired (a 3 s stall at the end of every bounded aligned job).
+    pub fn finish(self: &Arc<Self>) {
+        self.publish(None, Vec::new());
+        if let Some(finished) = self.finished.upgrade() {
+            finished.lock().expect("alignment lock").push(self.clone());
+        }
     }
 
     /// The subtask's watermark (`None`: every partition idle) and its paused partitions.
@@ -49,6 +67,8 @@ pub struct AlignmentMember {
 #[derive(Clone, Default)]
 pub struct AlignmentSlots {
     sources: Arc<Mutex<Vec<Weak<AlignedSource>>>>,
+    /// Finished sources, kept while their job still has running sources here.
+    finished: Arc<Mutex<Vec<Arc<AlignedSource>>>>,
 }
 
 impl AlignmentSlots {
@@ -67,6 +87,7 @@ impl AlignmentSlots {
                 paused: Vec::new(),
             }),
             allowed: AtomicI64::new(UNLIMITED),
+            finished: Arc::downgrade(&self.finished),
         });
         self.sources
             .lock()
@@ -77,6 +98,14 @@ impl AlignmentSlots {
 
     fn live(&self) -> Vec<Arc<AlignedSource>> {
         let mut sources = self.sources.lock().expect("alignment lock");
+        let mut finished = self.finished.lock().expect("alignment lock");
+        let running: Vec<(String, u32)> = sources
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|s| !finished.iter().any(|f| Arc::ptr_eq(f, s)))
+            .map(|s| s.attempt())
+            .collect();
+        finished.retain(|f| running.contains(&f.attempt()));
         sources.retain(|s| s.strong_count() > 0);
         sources.iter().filter_map(Weak::upgrade).collect()
     }
@@ -136,5 +165,29 @@ mod tests {
         assert_eq!((a.allowed(), b.allowed()), (Some(110), None));
         drop(b);
         assert_eq!(slots.reports().len(), 1);
+    }
+
+    #[test]
+    fn a_finished_source_reports_idle_while_its_job_has_running_sources_here() {
+        let slots = AlignmentSlots::default();
+        let member = |subtask| AlignmentMember {
+            job_id: "j".into(),
+            attempt: 1,
+            group: "g".into(),
+            group_size: 2,
+            max_drift_ms: 10,
+            task: 0,
+            subtask,
+        };
+        let (a, b) = (slots.register(member(0)), slots.register(member(1)));
+        a.publish(Some(100), vec![]);
+        b.publish(Some(50), vec!["0".into()]);
+        b.finish();
+        drop(b);
+        let reports = slots.reports();
+        assert_eq!(reports.len(), 2, "the finished subtask still reports");
+        assert!(reports.iter().any(|r| r.subtask == 1 && r.idle && r.paused.is_empty()));
+        drop(a);
+        assert!(slots.reports().is_empty(), "nothing of the job runs here any more");
     }
 }
