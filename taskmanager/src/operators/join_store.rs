@@ -71,13 +71,8 @@ impl JoinStore {
         }
     }
 
-    /// Key groups are computed modulo this.
-    pub fn max_parallelism(&self) -> u32 {
-        self.state.max_parallelism()
-    }
-
     /// When an A row at `t_a` is due.
-    pub fn due(&self, t_a: i64) -> i64 {
+    fn due(&self, t_a: i64) -> i64 {
         t_a.saturating_add(self.window).saturating_add(self.delay)
     }
 
