@@ -84,6 +84,12 @@ pub fn run_local_with(spec: &Path, overrides: &[String], args: &[&str], work_dir
     Ok(LocalRun { output, summary })
 }
 
+/// The sum of `column` a blackhole sink reported in a job summary (`column_sums`, sent
+/// as a decimal string: the sums exceed i64).
+pub fn column_sum(sink: &serde_json::Value, column: &str) -> Option<i128> {
+    sink["column_sums"][column].as_str()?.parse().ok()
+}
+
 /// The seed of a randomized test: `WEIR_CHAOS_SEED` to replay a run, else the clock.
 pub fn chaos_seed() -> u64 {
     std::env::var("WEIR_CHAOS_SEED")

@@ -4,13 +4,13 @@
 //! click label. The
 //! counters must be the reference's (`shared/bench/flink/README.md`, W1).
 
-use weir_integration::{run_local, workspace_root};
+use weir_integration::{column_sum, run_local, workspace_root};
 
 const BASE: i128 = 1_704_067_200_000;
 
 fn sums(run: &weir_integration::LocalRun) -> (u64, i128, i128, i128) {
     let sink = run.sink();
-    let sum = |c: &str| -> i128 { sink["column_sums"][c].as_str().unwrap().parse().unwrap() };
+    let sum = |c: &str| column_sum(sink, c).unwrap_or_else(|| panic!("no sum of {c}: {sink}"));
     let rows = sink["rows"].as_u64().unwrap();
     (
         rows,

@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use weir_integration::cluster::{ClusterSandbox, vertex_records_in};
 use weir_integration::kafka_broker::{KafkaBroker, produce};
-use weir_integration::{binary, parquet_rows_by_partition, workspace_root};
+use weir_integration::{binary, column_sum, parquet_rows_by_partition, workspace_root};
 use weir_taskmanager::connectors::generator::datagen::{w1, w2};
 
 const BASE: i128 = 1_704_067_200_000;
@@ -834,12 +834,7 @@ fn main() -> Result<()> {
             )?;
             let sink = &m.summary["sinks"][0];
             let rows = sink["rows"].as_u64().unwrap_or(0);
-            let sum = |c: &str| -> i128 {
-                sink["column_sums"][c]
-                    .as_str()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0)
-            };
+            let sum = |c: &str| column_sum(sink, c).unwrap_or(0);
             let (label1, delay_sum) = (sum("label"), sum("click_delay_ms"));
             // Every click lies within 30 s of its impression: inside any window of 30 s or more.
             let clicked: Vec<u64> = (0..events).filter(|g| w1::clicked(*g)).collect();
@@ -875,12 +870,7 @@ fn main() -> Result<()> {
             )?;
             let sink = &m.summary["sinks"][0];
             let rows = sink["rows"].as_u64().unwrap_or(0) as i128;
-            let sum = |c: &str| -> i128 {
-                sink["column_sums"][c]
-                    .as_str()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0)
-            };
+            let sum = |c: &str| column_sum(sink, c).unwrap_or(0);
             let count_sum = sum("count");
             let window_index_sum = (sum("window_start") - rows * BASE) / 10_000;
             let ok = count_sum == events as i128
