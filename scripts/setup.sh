@@ -3,7 +3,7 @@
 # toolchain with rustfmt and clippy must already be there (rustup); libclang-dev (bindgen,
 # for RocksDB) and a C/C++ toolchain come from Debian; the test suite's independent
 # Parquet readers (pyarrow, DuckDB) come from PyPI, the Kafka-protocol broker (tansu) from
-# crates.io. protoc comes vendored.
+# crates.io, Redis from Debian. protoc comes vendored.
 #   scripts/setup.sh          # build prerequisites
 #   scripts/setup.sh test     # also the test prerequisites
 set -euo pipefail
@@ -28,6 +28,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if [ "${1:-}" = test ]; then
+  # A real Redis for the window join's Redis state (Debian's package; the tests start
+  # their own servers on free ports).
+  if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    apt-get update -qq
+    apt-get install -y -qq redis-server >/dev/null
+  fi
   # A real Kafka-protocol broker for the Kafka tests (shared/FACTS.md: no Apache Kafka
   # can be fetched here; tansu with sqlite storage is the broker that works).
   if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tansu" ]; then

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::spec::{
     BlackholeSinkSpec, FileSourceSpec, FormatSpec, GeneratorSpec, KafkaDelivery, KafkaSinkSpec, KafkaSourceSpec,
-    ParquetSinkSpec, ProjectColumn, WatermarkAlignmentSpec, WindowAggregateSpec, WindowJoinSpec,
+    LookupJoinSpec, ParquetSinkSpec, ProjectColumn, WatermarkAlignmentSpec, WindowAggregateSpec, WindowJoinSpec,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -52,6 +52,7 @@ pub enum VertexKind {
     WindowAggregate(WindowAggregateSpec),
     /// Inputs: the A side (`input`), then the B side (`right`).
     WindowJoin(WindowJoinSpec),
+    LookupJoin(LookupJoinSpec),
     Sink(SinkConnector),
 }
 
@@ -64,6 +65,7 @@ impl VertexKind {
             VertexKind::KeyBy { .. } => "key_by",
             VertexKind::WindowAggregate(_) => "window_aggregate",
             VertexKind::WindowJoin(_) => "window_join",
+            VertexKind::LookupJoin(_) => "lookup_join",
             VertexKind::Sink(_) => "sink",
         }
     }

@@ -270,6 +270,108 @@ pub struct OperatorSpec {
     pub window_aggregate: Option<WindowAggregateSpec>,
     #[serde(default)]
     pub window_join: Option<WindowJoinSpec>,
+    #[serde(default)]
+    pub lookup_join: Option<LookupJoinSpec>,
+}
+
+/// A dimension join: each row gets `columns` looked up by its `key` in a dimension table,
+/// a Redis hash per key or a Parquet snapshot loaded into a local RocksDB table. Lookups
+/// are batched (one round trip per batch for the keys its cache misses), cached (LRU with
+/// a TTL), and bounded by `timeout_ms`; a key the table lacks gives nulls, and a lookup
+/// that fails or times out gives what `on_failure` says. Output: every input column, then
+/// `columns` (nullable).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LookupJoinSpec {
+    /// The input columns whose values, joined with ':', form the lookup key.
+    pub key: Vec<String>,
+    pub from: LookupSourceSpec,
+    pub columns: Vec<LookupColumn>,
+    #[serde(default)]
+    pub cache: LookupCacheSpec,
+    #[serde(default = "default_lookup_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub on_failure: LookupFailureSpec,
+}
+
+fn default_lookup_timeout_ms() -> u64 {
+    1_000
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LookupSourceSpec {
+    /// `HMGET <key_prefix><key> <field of each column>`: one hash per key.
+    Redis {
+        url: String,
+        #[serde(default)]
+        key_prefix: String,
+    },
+    /// The Parquet files under `path`, a strftime pattern (UTC) of the hour whose
+    /// snapshot it holds (`/dims/users/dt=%Y-%m-%d/hour=%H`), keyed by `key_column`. The
+    /// snapshot of the hour of the first row is loaded before it is joined (or the newest
+    /// of the 24 hours before, if that hour has none); when the watermark enters a new
+    /// hour, that hour's snapshot is loaded in the background and replaces the table
+    /// atomically once complete.
+    Parquet { path: String, key_column: String },
+}
+
+/// A looked-up column: its name in the output, its type, and the Redis field or Parquet
+/// column it comes from (default: the name).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LookupColumn {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub data_type: FieldType,
+    #[serde(default)]
+    pub field: Option<String>,
+}
+
+impl LookupColumn {
+    pub fn source_field(&self) -> &str {
+        self.field.as_deref().unwrap_or(&self.name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LookupCacheSpec {
+    /// Keys kept (found or not), least recently used evicted first; 0 disables the cache.
+    #[serde(default = "default_cache_entries")]
+    pub max_entries: usize,
+    /// How long a cached answer is used before it is looked up again.
+    #[serde(default = "default_cache_ttl_ms")]
+    pub ttl_ms: u64,
+}
+
+impl Default for LookupCacheSpec {
+    fn default() -> Self {
+        Self {
+            max_entries: default_cache_entries(),
+            ttl_ms: default_cache_ttl_ms(),
+        }
+    }
+}
+
+fn default_cache_entries() -> usize {
+    100_000
+}
+
+fn default_cache_ttl_ms() -> u64 {
+    60_000
+}
+
+/// What a row gets when its lookup failed (the store is down or slower than the timeout).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LookupFailureSpec {
+    /// Nulls in the looked-up columns (counted and logged).
+    #[default]
+    Null,
+    /// The row goes to the dead-letter output instead of downstream.
+    DeadLetter,
 }
 
 /// `"col"` keeps a column; `{"name": .., "expr": ..}` computes one.
@@ -341,7 +443,7 @@ pub struct WindowJoinSpec {
     pub state: JoinStateSpec,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JoinStateSpec {
     /// RocksDB on the task manager's disk: state far larger than memory.
@@ -349,6 +451,41 @@ pub enum JoinStateSpec {
     Rocksdb,
     /// The heap: fastest, bounded by memory; checkpoints are full snapshots.
     Memory,
+    /// Rows in Redis, timers (and which rows each key holds) in RocksDB:
+    /// `{"redis": {"url": "redis://host:6379"}}`.
+    Redis(RedisStateSpec),
+}
+
+/// Where a window join keeps its rows in Redis. Writes are pipelined and idempotent
+/// (a row's key is a hash of its content), a checkpoint waits until Redis acknowledged
+/// every row it covers, and a row is deleted only once a checkpoint taken after its
+/// last use completed; `ttl_ms` is the backstop for rows nothing deletes (a job that
+/// ends or is cancelled between checkpoints). Redis must persist what it acknowledged
+/// (`appendonly yes`) for a Redis crash to lose nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedisStateSpec {
+    /// `redis://[user:password@]host:port[/db]`.
+    pub url: String,
+    /// Keys are `<key_prefix><a|b><16-byte hash>`; default `weir:<job name>:<operator id>:`.
+    #[serde(default)]
+    pub key_prefix: Option<String>,
+    /// Every row expires this long after it was written, whatever happens to the job;
+    /// must be longer than `window_ms + delay_ms` (default one day).
+    #[serde(default = "default_redis_ttl_ms")]
+    pub ttl_ms: u64,
+    /// How long one request may take before it is retried (with back-off; the join
+    /// waits meanwhile, pushing back on its inputs).
+    #[serde(default = "default_redis_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_redis_ttl_ms() -> u64 {
+    86_400_000
+}
+
+fn default_redis_timeout_ms() -> u64 {
+    5_000
 }
 
 fn default_label_column() -> String {

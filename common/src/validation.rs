@@ -15,9 +15,9 @@ use crate::schema::{
     generator_schema, is_event_time_type, is_key_type, is_numeric, is_orderable, schema_from_fields, timestamp_ms,
 };
 use crate::spec::{
-    AggregateFunction, FieldSpec, FormatSpec, GeneratorWorkload, JobSpec, KafkaDelivery, KafkaSinkSpec,
-    KafkaSourceSpec, KafkaStart, MAX_RETAINED_CHECKPOINTS, OperatorSpec, PartitionCommitSpec, SinkSpec, SourceSpec,
-    WindowAggregateSpec, WindowJoinSpec,
+    AggregateFunction, FieldSpec, FormatSpec, GeneratorWorkload, JobSpec, JoinStateSpec, KafkaDelivery, KafkaSinkSpec,
+    KafkaSourceSpec, KafkaStart, LookupJoinSpec, LookupSourceSpec, MAX_RETAINED_CHECKPOINTS, OperatorSpec,
+    PartitionCommitSpec, RedisStateSpec, SinkSpec, SourceSpec, WindowAggregateSpec, WindowJoinSpec,
 };
 use crate::spec_error::{SpecError, SpecErrors};
 
@@ -607,11 +607,12 @@ impl<'a> Validator<'a> {
             o.key_by.is_some(),
             o.window_aggregate.is_some(),
             o.window_join.is_some(),
+            o.lookup_join.is_some(),
         ];
         if kinds.iter().filter(|k| **k).count() != 1 {
             self.err(
                 path,
-                "needs exactly one of: filter, project, key_by, window_aggregate, window_join",
+                "needs exactly one of: filter, project, key_by, window_aggregate, window_join, lookup_join",
             );
             return None;
         }
@@ -684,10 +685,66 @@ impl<'a> Validator<'a> {
             self.partitioned_by.insert(id, (keys.clone(), parallelism));
             return Some((VertexKind::KeyBy { keys: keys.clone() }, schema, et));
         }
+        if let Some(l) = &o.lookup_join {
+            let out = self.lookup_join(&format!("{path}.lookup_join"), l, &schema)?;
+            return Some((VertexKind::LookupJoin(l.clone()), out, et));
+        }
         let w = o.window_aggregate.as_ref().expect("one kind is set");
         let out = self.window_aggregate(&format!("{path}.window_aggregate"), w, &schema)?;
         self.partitioned_by.insert(id, (w.key_by.clone(), parallelism));
         Some((VertexKind::WindowAggregate(w.clone()), out, "window_time".to_string()))
+    }
+
+    fn lookup_join(&mut self, path: &str, l: &LookupJoinSpec, schema: &SchemaRef) -> Option<SchemaRef> {
+        self.check_keys(&format!("{path}.key"), &l.key, schema);
+        match &l.from {
+            LookupSourceSpec::Redis { url, .. } => match url::Url::parse(url) {
+                Ok(u) if u.scheme() == "redis" && u.host_str().is_some_and(|h| !h.is_empty()) => {}
+                _ => self.err(
+                    format!("{path}.from.redis.url"),
+                    format!("'{url}' is not a redis://host:port URL"),
+                ),
+            },
+            LookupSourceSpec::Parquet {
+                path: pattern,
+                key_column,
+            } => {
+                if !pattern.contains("%H") {
+                    self.err(
+                        format!("{path}.from.parquet.path"),
+                        format!("'{pattern}' has no %H: it names the directory of each hour's snapshot"),
+                    );
+                } else if StrftimeItems::new(pattern).any(|i| matches!(i, Item::Error)) {
+                    self.err(
+                        format!("{path}.from.parquet.path"),
+                        format!("'{pattern}' is not a valid strftime pattern"),
+                    );
+                }
+                if key_column.is_empty() {
+                    self.err(format!("{path}.from.parquet.key_column"), "must not be empty");
+                }
+            }
+        }
+        if l.columns.is_empty() {
+            self.err(format!("{path}.columns"), "needs at least one column to look up");
+        }
+        if l.timeout_ms == 0 {
+            self.err(format!("{path}.timeout_ms"), "must be positive");
+        }
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut names: HashSet<String> = fields.iter().map(|f| f.name().clone()).collect();
+        for (i, c) in l.columns.iter().enumerate() {
+            if c.name.is_empty() {
+                self.err(format!("{path}.columns[{i}].name"), "must not be empty");
+            } else if !names.insert(c.name.clone()) {
+                self.err(
+                    format!("{path}.columns[{i}].name"),
+                    format!("output column '{}' already exists", c.name),
+                );
+            }
+            fields.push(Field::new(&c.name, crate::schema::arrow_type(c.data_type), true));
+        }
+        Some(Arc::new(Schema::new(fields)))
     }
 
     fn check_keys(&mut self, path: &str, keys: &[String], schema: &SchemaRef) {
@@ -781,7 +838,41 @@ impl<'a> Validator<'a> {
             );
         }
         fields.push(Field::new(&j.label_column, DataType::Int32, false));
+        if let JoinStateSpec::Redis(redis) = &j.state {
+            self.redis_state(
+                &format!("{path}.state.redis"),
+                redis,
+                j.window_ms.saturating_add(j.delay_ms),
+            );
+        }
         Some(Arc::new(Schema::new(fields)))
+    }
+
+    fn redis_state(&mut self, path: &str, r: &RedisStateSpec, window_and_delay: u64) {
+        match url::Url::parse(&r.url) {
+            Ok(u) if u.scheme() == "redis" && u.host_str().is_some_and(|h| !h.is_empty()) => {}
+            Ok(u) if u.scheme() != "redis" => self.err(
+                format!("{path}.url"),
+                format!("'{}': the scheme must be redis:// (not {}://)", r.url, u.scheme()),
+            ),
+            Ok(_) => self.err(format!("{path}.url"), format!("'{}' names no host", r.url)),
+            Err(e) => self.err(
+                format!("{path}.url"),
+                format!("'{}' is not a URL ({e}); expected redis://host:port", r.url),
+            ),
+        }
+        if r.ttl_ms <= window_and_delay {
+            self.err(
+                format!("{path}.ttl_ms"),
+                format!(
+                    "{} ms would expire rows before the join is done with them: it must exceed window_ms + delay_ms ({window_and_delay} ms), by far",
+                    r.ttl_ms
+                ),
+            );
+        }
+        if r.timeout_ms == 0 {
+            self.err(format!("{path}.timeout_ms"), "must be positive");
+        }
     }
 
     fn window_aggregate(&mut self, path: &str, w: &WindowAggregateSpec, schema: &SchemaRef) -> Option<SchemaRef> {

@@ -167,7 +167,22 @@ fn bad_window_join_fields_are_refused_by_name() {
         (
             &["window_aggregate"],
             json!({"key_by": ["ts"], "tumbling_ms": 1, "aggregates": []}),
-            "operators[0]: needs exactly one of: filter, project, key_by, window_aggregate, window_join",
+            "operators[0]: needs exactly one of: filter, project, key_by, window_aggregate, window_join, lookup_join",
+        ),
+        (
+            &["window_join", "state"],
+            json!({"redis": {"url": "http://localhost:6379"}}),
+            "operators[0].window_join.state.redis.url: 'http://localhost:6379': the scheme must be redis:// (not http://)",
+        ),
+        (
+            &["window_join", "state"],
+            json!({"redis": {"url": "redis://localhost", "ttl_ms": 60000}}),
+            "operators[0].window_join.state.redis.ttl_ms: 60000 ms would expire rows before the join is done with them",
+        ),
+        (
+            &["window_join", "state"],
+            json!({"redis": {"host": "localhost"}}),
+            "unknown field `host`",
         ),
     ];
     for (path, value, expected) in cases {
@@ -175,6 +190,79 @@ fn bad_window_join_fields_are_refused_by_name() {
             let field = path.iter().fold(op, |v, k| &mut v[*k]);
             *field = value.clone();
         });
+        assert!(message.contains(expected), "expected {expected:?} in:\n{message}");
+    }
+}
+
+/// The ad joiner example with its user lookup's fields changed; returns the refusal.
+fn refused_lookup(change: impl Fn(&mut serde_json::Value)) -> String {
+    let mut spec: serde_json::Value = serde_json::from_str(&example("ad-joiner.json")).unwrap();
+    change(&mut spec["operators"][1]["lookup_join"]);
+    let text = serde_json::to_string(&spec).unwrap();
+    match parse_spec(&text, &[])
+        .map_err(|e| e.to_string())
+        .and_then(|s| validate(&s).map_err(|e| e.to_string()))
+    {
+        Ok(_) => panic!("accepted: {text}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn the_ad_joiner_chains_its_lookups_after_the_join() {
+    let graph = validate(&parse_spec(&example("ad-joiner.json"), &[]).unwrap()).unwrap();
+    let task = |name: &str| {
+        let v = graph.vertices.iter().find(|v| v.name == name).unwrap();
+        graph.tasks.iter().position(|t| t.vertices.contains(&v.id)).unwrap()
+    };
+    assert_eq!(task("samples"), task("with_user"));
+    assert_eq!(task("with_user"), task("with_ad"));
+    let out = &graph.vertices.iter().find(|v| v.name == "with_ad").unwrap().schema;
+    let user_segment = out.field_with_name("user_segment").unwrap();
+    assert_eq!(
+        (user_segment.data_type(), user_segment.is_nullable()),
+        (&arrow_schema::DataType::Int32, true)
+    );
+}
+
+#[test]
+fn bad_lookup_join_fields_are_refused_by_name() {
+    use serde_json::json;
+    let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+        (
+            "key",
+            json!(["nobody"]),
+            "operators[1].lookup_join.key[0]: unknown column 'nobody'",
+        ),
+        (
+            "from",
+            json!({"redis": {"url": "localhost:6379"}}),
+            "operators[1].lookup_join.from.redis.url: 'localhost:6379' is not a redis://host:port URL",
+        ),
+        (
+            "from",
+            json!({"parquet": {"path": "/dims/users", "key_column": "id"}}),
+            "operators[1].lookup_join.from.parquet.path: '/dims/users' has no %H",
+        ),
+        (
+            "columns",
+            json!([{"name": "label", "type": "int32"}]),
+            "operators[1].lookup_join.columns[0].name: output column 'label' already exists",
+        ),
+        (
+            "columns",
+            json!([]),
+            "operators[1].lookup_join.columns: needs at least one column",
+        ),
+        ("on_failure", json!("drop"), "unknown variant `drop`"),
+        (
+            "timeout_ms",
+            json!(0),
+            "operators[1].lookup_join.timeout_ms: must be positive",
+        ),
+    ];
+    for (field, value, expected) in cases {
+        let message = refused_lookup(|l| l[field] = value.clone());
         assert!(message.contains(expected), "expected {expected:?} in:\n{message}");
     }
 }

@@ -1,9 +1,11 @@
 //! Helpers shared by Weir's process-level tests and benchmarks: find the built binaries,
 //! run `coordinator local` on a spec with overrides, and read what it produced.
 
+pub mod ad_joiner_dims;
 pub mod cluster;
 pub mod kafka_broker;
 pub mod mock_kafka;
+pub mod redis_server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -4,8 +4,9 @@
 //! Parquet output must hold every impression exactly once with the label and click delay
 //! the workload defines (no request_id twice, none missing).
 //!
-//! Run with each state store: RocksDB (incremental snapshots) and memory (full snapshots
-//! in the same layout, loaded back onto the heap by the restored attempt).
+//! Run with each state store: RocksDB (incremental snapshots), memory (full snapshots
+//! in the same layout, loaded back onto the heap by the restored attempt) and Redis (rows
+//! in a real Redis, which is also restarted once mid-run: the join waits and retries).
 //!
 //! `WEIR_CHAOS_SEED` replays one run's kill timing.
 
@@ -13,6 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use weir_integration::cluster::{ClusterSandbox, first_line};
+use weir_integration::redis_server::RedisServer;
 use weir_integration::{files_below, python, workspace_root};
 use weir_taskmanager::connectors::generator::datagen::w1;
 
@@ -20,11 +22,11 @@ const IMPRESSIONS: u64 = 1_000_000;
 /// How long a crash-free run takes (the sources are rate limited).
 const RUN_SECONDS: u64 = 16;
 
-fn spec(dir: &Path, out: &Path, state: &str) -> std::path::PathBuf {
+fn spec(dir: &Path, out: &Path, name: &str, state: serde_json::Value) -> std::path::PathBuf {
     let text = std::fs::read_to_string(workspace_root().join("examples/w1-window-join.json")).unwrap();
     let mut spec: serde_json::Value = serde_json::from_str(&text).unwrap();
-    spec["name"] = format!("w1-recovery-{state}").into();
-    spec["operators"][0]["window_join"]["state"] = state.into();
+    spec["name"] = format!("w1-recovery-{name}").into();
+    spec["operators"][0]["window_join"]["state"] = state;
     for s in 0..2 {
         let g = &mut spec["sources"][s]["generator"];
         g["events"] = IMPRESSIONS.into();
@@ -66,15 +68,23 @@ fn expected() -> String {
 
 #[test]
 fn with_rocksdb_state_every_impression_is_committed_once_across_task_manager_kills() {
-    kills_during_w1("rocksdb");
+    kills_during_w1("rocksdb", None);
 }
 
 #[test]
 fn with_memory_state_every_impression_is_committed_once_across_task_manager_kills() {
-    kills_during_w1("memory");
+    kills_during_w1("memory", None);
 }
 
-fn kills_during_w1(state: &str) {
+#[test]
+fn with_redis_state_every_impression_is_committed_once_across_task_manager_kills_and_a_redis_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = RedisServer::start(dir.path()).unwrap();
+    kills_during_w1("redis", Some(&mut redis));
+}
+
+/// `redis`: the join keeps its rows there, and it is restarted after the first kill.
+fn kills_during_w1(state: &str, mut redis: Option<&mut RedisServer>) {
     let seed = weir_integration::chaos_seed();
     let mut cluster = ClusterSandbox::start(1);
     for _ in 0..2 {
@@ -82,7 +92,11 @@ fn kills_during_w1(state: &str) {
     }
     cluster.wait_for_task_managers(2, Duration::from_secs(30));
     let out = cluster.dir.path().join("out");
-    let spec = spec(cluster.dir.path(), &out, state);
+    let state_spec = match &redis {
+        Some(r) => serde_json::json!({ "redis": { "url": r.url(), "timeout_ms": 1000 } }),
+        None => state.into(),
+    };
+    let spec = spec(cluster.dir.path(), &out, state, state_spec);
     let job = cluster.submit(&spec);
     let all = cluster.addresses();
     let mut live = vec![0, 1];
@@ -105,6 +119,15 @@ fn kills_during_w1(state: &str) {
         killed.push(tm);
         let (replacement, _) = cluster.start_task_manager(2);
         live.push(replacement);
+        if let Some(r) = redis.take() {
+            std::thread::sleep(Duration::from_millis(1000 + (pause >> 40) % 2000));
+            let status = cluster.job_status(&all, &job);
+            assert!(
+                !first_line(&status).contains("Finished"),
+                "seed {seed}: the job ended before Redis restarted:\n{status}"
+            );
+            r.restart(Duration::from_millis(500)).unwrap();
+        }
     }
     let status = cluster.wait_for_job(&all, &job, Duration::from_secs(300), |s| {
         first_line(s).contains("Finished")

@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use weir_integration::ad_joiner_dims::AdJoinerDims;
 use weir_integration::cluster::{ClusterSandbox, vertex_records_in};
 use weir_integration::kafka_broker::{KafkaBroker, produce};
+use weir_integration::redis_server::RedisServer;
 use weir_integration::{binary, column_sum, parquet_rows_by_partition, workspace_root};
 use weir_taskmanager::connectors::generator::datagen::{w1, w2};
 
@@ -54,11 +56,21 @@ enum Workload {
         parallelism: u32,
         #[arg(long, default_value_t = 60_000)]
         window_ms: u64,
-        /// The join's state: rocksdb or memory.
+        /// The join's state: rocksdb, memory, or redis (a redis-server started for the
+        /// run, with an append-only file; its peak memory is printed on its own line).
         #[arg(long, default_value = "rocksdb")]
         state: String,
         #[arg(long)]
         trace_secs: Option<u64>,
+    },
+    /// The ad joiner example: W1 through the window join (RocksDB state), then a user
+    /// lookup in Redis (`users` of W1's 10M users loaded; the cache holds 200,000) and
+    /// an ad lookup in a Parquet snapshot, into hourly Parquet.
+    AdJoiner {
+        #[arg(long, default_value_t = 5_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 1_000_000)]
+        users: u64,
     },
     /// W3: keyed 10 s tumbling count.
     W3 {
@@ -820,6 +832,14 @@ fn main() -> Result<()> {
             state,
             trace_secs,
         } => {
+            let redis = match state.as_str() {
+                "redis" => Some(RedisServer::start(&work.path().join("redis"))?),
+                _ => None,
+            };
+            let state_spec = match &redis {
+                Some(r) => format!(r#"{{"redis": {{"url": "{}"}}}}"#, r.url()),
+                None => state.clone(),
+            };
             let m = run_traced(
                 "w1-window-join.json",
                 vec![
@@ -827,7 +847,7 @@ fn main() -> Result<()> {
                     format!("sources.1.generator.events={events}"),
                     format!("parallelism={parallelism}"),
                     format!("operators.0.window_join.window_ms={window_ms}"),
-                    format!("operators.0.window_join.state={state}"),
+                    format!("operators.0.window_join.state={state_spec}"),
                 ],
                 work.path(),
                 trace_secs.map(Duration::from_secs),
@@ -842,11 +862,22 @@ fn main() -> Result<()> {
                 .iter()
                 .map(|g| (w1::click_ts(*g) - w1::imp_ts(*g)) as i128)
                 .sum();
-            let ok = rows == events
+            let mut ok = rows == events
                 && label1 == clicked.len() as i128
                 && delay_sum == expected_delay
                 && window_ms >= 30_000
                 && m.summary["late_records"] == 0;
+            if let Some(r) = &redis {
+                let info = r.cli(&["INFO", "memory"])?;
+                let peak: u64 = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("used_memory_peak:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                let left = r.keys()?;
+                ok &= left == 0;
+                println!("INFO redis peak_memory_mb={} keys_left={left}", peak >> 20);
+            }
             let input = events + clicked.len() as u64;
             println!(
                 "weir w1_{state} {input} {:.3} {:.0} {}",
@@ -857,6 +888,29 @@ fn main() -> Result<()> {
             println!(
                 "INFO w1 impressions={events} window_ms={window_ms} state={state} parallelism={parallelism} outputs={rows} label1={label1} click_delay_sum={delay_sum} job_seconds={:.3} ok={ok}",
                 m.summary["seconds"].as_f64().unwrap_or(0.0),
+            );
+        }
+        Workload::AdJoiner { events, users } => {
+            let dims = AdJoinerDims::create(work.path(), users)?;
+            let mut overrides = dims.overrides();
+            overrides.extend([
+                format!("sources.0.generator.events={events}"),
+                format!("sources.1.generator.events={events}"),
+                format!("sinks.0.parquet.path={}", work.path().join("samples").display()),
+            ]);
+            let m = run("ad-joiner.json", overrides, work.path())?;
+            let rows = m.summary["sinks"][0]["rows"].as_u64().unwrap_or(0);
+            let clicked = (0..events).filter(|g| w1::clicked(*g)).count() as u64;
+            let input = events + clicked;
+            println!(
+                "weir ad_joiner {input} {:.3} {:.0} {}",
+                m.seconds,
+                input as f64 / m.seconds,
+                m.peak_rss_mb
+            );
+            println!(
+                "INFO ad_joiner impressions={events} users_in_redis={users} outputs={rows} ok={}",
+                rows == events
             );
         }
         Workload::W3 { events, parallelism } => {

@@ -1,7 +1,10 @@
 //! What the window join keeps between watermarks, whichever store holds it: A rows
 //! waiting for their time (they are the timers) and B rows waiting for A rows to match.
 //! `join_store` keeps them in RocksDB, `heap_join_store` in memory (snapshotted into the
-//! same RocksDB layout, so a job can switch between the two from a savepoint).
+//! same RocksDB layout, so a job can switch between the two from a savepoint), and
+//! `redis_join_store` keeps the rows in Redis and the timers in RocksDB.
+
+use futures::future::BoxFuture;
 
 use crate::state::keyed_state_backend::StateError;
 
@@ -34,6 +37,34 @@ pub trait JoinState: Send {
 
     /// Checkpoint `id`'s barrier: the state as it is now goes to checkpoint storage.
     fn checkpoint(&mut self, id: u64) -> Result<(), StateError>;
+
+    /// Fills in the rows of `fired` (its A rows and their matches) when the store keeps
+    /// them elsewhere; `false` while they are on their way: call again (with the same
+    /// `fired`) once [`JoinState::io_wait`]'s future ended.
+    fn resolve(&mut self, _fired: &mut Vec<Fired>) -> Result<bool, StateError> {
+        Ok(true)
+    }
+
+    /// Sends what the store holds back (batched writes, deletions) on its way;
+    /// [`JoinState::synced`] tells when it arrived. A checkpoint does this too.
+    fn sync(&mut self) {}
+
+    /// Whether everything written before the last sync or checkpoint is durable where
+    /// the store keeps it: the checkpoint's barrier goes on only then.
+    fn synced(&mut self) -> Result<bool, StateError> {
+        Ok(true)
+    }
+
+    /// Whether the store takes more rows now (its writes on their way are within bounds).
+    fn accepting(&self) -> bool {
+        true
+    }
+
+    /// What the store waits on, if anything: the subtask awaits it, without blocking its
+    /// thread, before it calls the join again.
+    fn io_wait(&mut self) -> Option<BoxFuture<'static, ()>> {
+        None
+    }
 }
 
 /// The B rows of one key that lie in the window of an A row at `t_a`, by event time.

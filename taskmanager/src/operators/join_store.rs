@@ -223,6 +223,17 @@ impl JoinState for JoinStore {
     }
 
     fn expire(&mut self, watermark: i64) -> Result<u64, StateError> {
+        self.expire_with(watermark, |_| {})
+    }
+
+    fn checkpoint(&mut self, id: u64) -> Result<(), StateError> {
+        self.state.checkpoint(id)
+    }
+}
+
+impl JoinStore {
+    /// [`JoinState::expire`], calling `dropped` with each B row that goes.
+    pub fn expire_with(&mut self, watermark: i64, mut dropped: impl FnMut(&[u8])) -> Result<u64, StateError> {
         let end = watermark.checked_add(1).map(|t| time_bytes(t).to_vec());
         let window_and_delay = self.window.saturating_add(self.delay);
         let from = time_bytes(self.expiring_floor);
@@ -234,15 +245,15 @@ impl JoinState for JoinStore {
             keys.push(k.to_vec());
             true
         })?;
-        let mut dropped = 0;
+        let mut count = 0;
         for k in &keys {
             let (key_group, key) = (key_group_of(k), &k[PREFIX_LEN..]);
             let rows = matches.get(ALL, key_group, key)?;
-            let keep: Vec<&Vec<u8>> = rows
+            let (keep, gone): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) = rows
                 .iter()
-                .filter(|e| untimed(e).0.saturating_add(window_and_delay) > watermark)
-                .collect();
-            dropped += (rows.len() - keep.len()) as u64;
+                .partition(|e| untimed(e).0.saturating_add(window_and_delay) > watermark);
+            gone.iter().for_each(|e| dropped(untimed(e).1));
+            count += gone.len() as u64;
             if keep.is_empty() {
                 matches.clear(ALL, key_group, key)?;
             } else if keep.len() < rows.len() {
@@ -251,11 +262,7 @@ impl JoinState for JoinStore {
         }
         expiring.table().delete_range(&from, end.as_deref())?;
         self.expiring_floor = watermark.saturating_add(1);
-        Ok(dropped)
-    }
-
-    fn checkpoint(&mut self, id: u64) -> Result<(), StateError> {
-        self.state.checkpoint(id)
+        Ok(count)
     }
 }
 

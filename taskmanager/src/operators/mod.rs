@@ -5,7 +5,12 @@ pub mod heap_join_store;
 pub mod join_state;
 pub mod join_store;
 pub mod key_by;
+pub mod lookup_join;
+pub mod lookup_table;
 pub mod project;
+pub mod redis_join_store;
+pub mod redis_lookup;
+pub mod redis_rows;
 pub mod window_aggregate;
 pub mod window_join;
 pub mod window_state;
@@ -15,14 +20,18 @@ use std::sync::Arc;
 
 use weir_common::graph::{JobGraph, Vertex, VertexKind};
 
+use crate::dead_letter::DeadLetterQueue;
 use crate::error::TaskError;
 use crate::runtime::operator::Operator;
 use crate::runtime::subtask_metrics::SubtaskMetrics;
 use crate::state::OperatorStateContext;
 
+/// Builds subtask `subtask`'s operator of `vertex`; an operator that sends rows to the
+/// dead-letter output (a failed lookup) does so through `dead_letters`.
 pub fn build_operator(
     graph: &JobGraph,
     vertex: &Vertex,
+    (subtask, dead_letters): (u32, &DeadLetterQueue),
     metrics: Arc<SubtaskMetrics>,
     state: Option<OperatorStateContext>,
 ) -> Result<Box<dyn Operator>, TaskError> {
@@ -68,6 +77,7 @@ pub fn build_operator(
                     message: "a join needs a right input".into(),
                 })?;
             Box::new(window_join::WindowJoin::from_spec(
+                &graph.name,
                 vertex,
                 spec,
                 (input, right),
@@ -75,6 +85,14 @@ pub fn build_operator(
                 state()?,
             )?)
         }
+        VertexKind::LookupJoin(spec) => Box::new(lookup_join::LookupJoin::from_spec(
+            vertex,
+            subtask,
+            spec,
+            input,
+            dead_letters.clone(),
+            metrics,
+        )?),
         VertexKind::Source { .. } | VertexKind::Sink(_) => {
             return Err(TaskError::Invalid {
                 vertex: vertex.name.clone(),

@@ -29,6 +29,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, Rows, SortField};
+use futures::future::BoxFuture;
 use weir_common::Vertex;
 use weir_common::event_time::WATERMARK_MAX;
 use weir_common::key_groups::key_group;
@@ -38,6 +39,7 @@ use crate::error::TaskError;
 use crate::operators::heap_join_store::HeapJoinStore;
 use crate::operators::join_state::{Fired, JoinState};
 use crate::operators::join_store::JoinStore;
+use crate::operators::redis_join_store::RedisJoinStore;
 use crate::runtime::event_time_column::event_times;
 use crate::runtime::key_partitioner::hash_keys;
 use crate::runtime::operator::Operator;
@@ -96,6 +98,11 @@ pub struct WindowJoin {
     watermark: i64,
     /// Whether the last watermark's firing has more steps to emit.
     firing: bool,
+    /// A fired chunk whose rows the store is still fetching, and whether more is due.
+    fetching: Option<(Vec<Fired>, bool)>,
+    /// A checkpoint's barrier, or the end-of-input watermark, held until the store has
+    /// made its writes (and deletions) durable.
+    held: Option<StreamEvent>,
     metrics: Arc<SubtaskMetrics>,
     /// A rows that came after their time (emitted anyway) and B rows dropped as late;
     /// both also count as the subtask's late records.
@@ -138,14 +145,18 @@ impl WindowJoin {
             max_parallelism,
             watermark: i64::MIN,
             firing: false,
+            fetching: None,
+            held: None,
             metrics,
             late_a: 0,
             late_b: 0,
         })
     }
 
-    /// The operator of a validated `window_join` vertex, reading `inputs` (A, B).
+    /// The operator of a validated `window_join` vertex of job `job`, reading `inputs`
+    /// (A, B).
     pub fn from_spec(
+        job: &str,
         vertex: &Vertex,
         spec: &WindowJoinSpec,
         inputs: (&Vertex, &Vertex),
@@ -181,10 +192,26 @@ impl WindowJoin {
                 .collect::<Result<_, _>>()?,
         };
         let max_parallelism = state.max_parallelism;
+        let progress = state.uploader.as_ref().map(|u| u.progress.clone());
         let (window, delay) = (options.window_ms, options.delay_ms);
-        let store: Box<dyn JoinState> = match spec.state {
+        let store: Box<dyn JoinState> = match &spec.state {
             JoinStateSpec::Rocksdb => Box::new(JoinStore::new(&vertex.name, state, window, delay)),
             JoinStateSpec::Memory => Box::new(HeapJoinStore::new(&vertex.name, state, window, delay)?),
+            JoinStateSpec::Redis(redis) => {
+                let prefix = redis
+                    .key_prefix
+                    .clone()
+                    .unwrap_or_else(|| format!("weir:{job}:{}:", vertex.name));
+                Box::new(RedisJoinStore::new(
+                    &vertex.name,
+                    state,
+                    (window, delay),
+                    redis,
+                    prefix,
+                    progress,
+                    metrics.clone(),
+                )?)
+            }
         };
         Self::new(
             &vertex.name,
@@ -328,19 +355,44 @@ impl Operator for WindowJoin {
 
     fn on_barrier(&mut self, id: u64, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
         self.store.checkpoint(id)?;
-        out.push(StreamEvent::Barrier(id));
-        Ok(())
+        self.pass_when_synced(StreamEvent::Barrier(id), out)
     }
 
+    /// While firing, while a barrier waits for the store, and while the store takes no
+    /// more rows (its writes are backed up: Redis is slow or away).
     fn has_deferred_output(&self) -> bool {
-        self.firing
+        self.firing || self.held.is_some() || !self.store.accepting()
+    }
+
+    fn io_wait(&mut self) -> Option<BoxFuture<'static, ()>> {
+        self.store.io_wait()
     }
 
     /// Emits the next batch of what is due; after the last, drops the B rows past every
-    /// window and passes the watermark on.
+    /// window and passes the watermark on. A held event goes on once the store synced.
     fn resume(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
-        let mut fired = Vec::with_capacity(FIRE_CHUNK);
-        let more = self.store.fire(self.watermark, FIRE_CHUNK, &mut fired)?;
+        if let Some(event) = self.held.take() {
+            return self.pass_when_synced(event, out);
+        }
+        if !self.firing {
+            // Only waiting for the store to take rows again (`io_wait` sends them on).
+            return Ok(());
+        }
+        let (mut fired, more) = match self.fetching.take() {
+            Some(chunk) => chunk,
+            None => {
+                let mut fired = Vec::with_capacity(FIRE_CHUNK);
+                let more = self.store.fire(self.watermark, FIRE_CHUNK, &mut fired)?;
+                if self.options.matches == JoinMatches::First {
+                    fired.iter_mut().for_each(|f| f.matches.truncate(1));
+                }
+                (fired, more)
+            }
+        };
+        if !fired.is_empty() && !self.store.resolve(&mut fired)? {
+            self.fetching = Some((fired, more));
+            return Ok(());
+        }
         if !fired.is_empty() {
             let batch = self.output_batch(fired)?;
             if batch.num_rows() > 0 {
@@ -350,7 +402,25 @@ impl Operator for WindowJoin {
         if !more {
             self.firing = false;
             self.store.expire(self.watermark)?;
-            out.push(StreamEvent::Watermark(self.held_back(self.watermark)));
+            let watermark = StreamEvent::Watermark(self.held_back(self.watermark));
+            if self.watermark == WATERMARK_MAX {
+                // The end of the input: what the store still has to write or delete goes
+                // out before the job can end.
+                self.store.sync();
+                return self.pass_when_synced(watermark, out);
+            }
+            out.push(watermark);
+        }
+        Ok(())
+    }
+}
+
+impl WindowJoin {
+    fn pass_when_synced(&mut self, event: StreamEvent, out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
+        if self.store.synced()? {
+            out.push(event);
+        } else {
+            self.held = Some(event);
         }
         Ok(())
     }
@@ -362,6 +432,8 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, TimeUnit, TimestampMillisecondType};
 
     use super::*;
+    use crate::operators::redis_rows::test_server::TestRedis;
+    use weir_common::spec::RedisStateSpec;
 
     fn ts() -> DataType {
         DataType::Timestamp(TimeUnit::Millisecond, None)
@@ -392,7 +464,21 @@ mod tests {
         ]))
     }
 
-    const STORES: [JoinStateSpec; 2] = [JoinStateSpec::Rocksdb, JoinStateSpec::Memory];
+    /// Every store, the Redis one with a server of its own (kept alive with it).
+    fn stores() -> Vec<(JoinStateSpec, Option<TestRedis>)> {
+        let redis = TestRedis::start();
+        let spec = RedisStateSpec {
+            url: redis.url(),
+            key_prefix: None,
+            ttl_ms: 3_600_000,
+            timeout_ms: 1_000,
+        };
+        vec![
+            (JoinStateSpec::Rocksdb, None),
+            (JoinStateSpec::Memory, None),
+            (JoinStateSpec::Redis(spec), Some(redis)),
+        ]
+    }
 
     fn join(dir: &std::path::Path, matches: JoinMatches, inner: bool, state: JoinStateSpec) -> WindowJoin {
         let ctx = OperatorStateContext::standalone(dir.to_path_buf(), 128);
@@ -411,6 +497,9 @@ mod tests {
         let store: Box<dyn JoinState> = match state {
             JoinStateSpec::Rocksdb => Box::new(JoinStore::new("join", ctx, 60_000, 0)),
             JoinStateSpec::Memory => Box::new(HeapJoinStore::new("join", ctx, 60_000, 0).unwrap()),
+            JoinStateSpec::Redis(spec) => Box::new(
+                RedisJoinStore::new("join", ctx, (60_000, 0), &spec, "t:".into(), None, Arc::default()).unwrap(),
+            ),
         };
         WindowJoin::new(
             "join",
@@ -429,6 +518,9 @@ mod tests {
         let mut out = Vec::new();
         j.on_watermark(wm, &mut out).unwrap();
         while j.has_deferred_output() {
+            if let Some(io) = j.io_wait() {
+                futures::executor::block_on(io);
+            }
             j.resume(&mut out).unwrap();
         }
         out
@@ -479,9 +571,9 @@ mod tests {
 
     #[test]
     fn every_impression_comes_out_once_after_its_window_labelled_by_its_first_click() {
-        STORES
-            .into_iter()
-            .for_each(every_impression_comes_out_once_after_its_window_labelled_by_its_first_click_with);
+        stores().into_iter().for_each(|(state, _redis)| {
+            every_impression_comes_out_once_after_its_window_labelled_by_its_first_click_with(state)
+        });
     }
 
     fn every_impression_comes_out_once_after_its_window_labelled_by_its_first_click_with(state: JoinStateSpec) {
@@ -516,7 +608,9 @@ mod tests {
 
     #[test]
     fn all_matches_and_inner_join() {
-        STORES.into_iter().for_each(all_matches_and_inner_join_with);
+        stores()
+            .into_iter()
+            .for_each(|(state, _redis)| all_matches_and_inner_join_with(state));
     }
 
     fn all_matches_and_inner_join_with(state: JoinStateSpec) {
@@ -530,9 +624,9 @@ mod tests {
 
     #[test]
     fn a_late_impression_is_still_emitted_and_a_late_click_is_dropped() {
-        STORES
+        stores()
             .into_iter()
-            .for_each(a_late_impression_is_still_emitted_and_a_late_click_is_dropped_with);
+            .for_each(|(state, _redis)| a_late_impression_is_still_emitted_and_a_late_click_is_dropped_with(state));
     }
 
     fn a_late_impression_is_still_emitted_and_a_late_click_is_dropped_with(state: JoinStateSpec) {

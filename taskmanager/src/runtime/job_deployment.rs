@@ -306,7 +306,7 @@ pub fn deploy(
                     )
                 });
                 operators.push(ChainedOperator::new(
-                    build_operator(graph, vertex, metrics.clone(), state)?,
+                    build_operator(graph, vertex, (s, &ctx.dead_letters), metrics.clone(), state)?,
                     metrics,
                 ));
             }

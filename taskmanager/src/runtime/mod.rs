@@ -4,6 +4,7 @@
 pub mod event_time_column;
 pub mod held_rows;
 pub mod input_gate;
+pub mod io_reply;
 pub mod job_deployment;
 pub mod key_partitioner;
 pub mod operator;

@@ -1,8 +1,10 @@
-//! The operator contract: synchronous, CPU-only transformations of stream events. Anything
-//! that waits (network, files) lives in sources, sinks and gates, so an operator never
-//! blocks its actor's thread.
+//! The operator contract: synchronous transformations of stream events. An operator never
+//! blocks its actor's thread: one that needs I/O (state kept in Redis) starts it, says so
+//! through [`Operator::has_deferred_output`], and hands the subtask a future to await
+//! ([`Operator::io_wait`]) before it is called again.
 
 use arrow::record_batch::RecordBatch;
+use futures::future::BoxFuture;
 
 use crate::error::TaskError;
 use crate::runtime::stream_event::StreamEvent;
@@ -45,8 +47,14 @@ pub trait Operator: Send {
         false
     }
 
-    /// Produces the next step of deferred output.
+    /// Produces the next step of deferred output (possibly none, while I/O is on its way).
     fn resume(&mut self, _out: &mut Vec<StreamEvent>) -> Result<(), TaskError> {
         Ok(())
+    }
+
+    /// While the operator has deferred output: what it waits on before `resume` can make
+    /// progress, if anything.
+    fn io_wait(&mut self) -> Option<BoxFuture<'static, ()>> {
+        None
     }
 }

@@ -4,6 +4,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+
 use crate::error::TaskError;
 use crate::runtime::operator::Operator;
 use crate::runtime::stream_event::StreamEvent;
@@ -43,6 +45,15 @@ impl OperatorChain {
         self.operators
             .iter()
             .any(|op| op.operator.has_deferred_output() || !op.backlog.is_empty())
+    }
+
+    /// What the first operator with deferred output waits on, if anything: the subtask
+    /// awaits it before it calls [`OperatorChain::process`] again.
+    pub fn io_wait(&mut self) -> Option<BoxFuture<'static, ()>> {
+        self.operators
+            .iter_mut()
+            .find(|op| op.operator.has_deferred_output())
+            .and_then(|op| op.operator.io_wait())
     }
 
     /// Runs events through every operator in turn; an operator with deferred output

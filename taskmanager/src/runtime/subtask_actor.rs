@@ -180,6 +180,8 @@ impl Handler<Pump> for SubtaskActor {
         // An operator still producing deferred output (a large firing) runs its next
         // step before anything more is read: its output goes downstream first.
         let resume = self.chain.has_work();
+        // An operator waiting on I/O is awaited here, off the slot's thread.
+        let io_wait = if resume { self.chain.io_wait() } else { None };
         let barrier = match (&io.input, if resume { None } else { self.triggered.take() }) {
             (TaskInput::Source(source), Some(id)) => {
                 // Everything read so far goes before the barrier: this is where a restore
@@ -191,7 +193,12 @@ impl Handler<Pump> for SubtaskActor {
         };
         let step = async move {
             let input = match barrier {
-                _ if resume => Ok(Some(Vec::new())),
+                _ if resume => {
+                    if let Some(wait) = io_wait {
+                        wait.await;
+                    }
+                    Ok(Some(Vec::new()))
+                }
                 Some(id) => Ok(Some(vec![StreamEvent::Barrier(id)])),
                 None => io.input.next().await,
             };

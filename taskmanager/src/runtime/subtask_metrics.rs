@@ -79,6 +79,8 @@ pub type OnSourceCheckpointComplete = Box<dyn Fn(&SourcePosition) + Send + Sync>
 #[derive(Default)]
 pub struct CheckpointProgress {
     pub acknowledged: AtomicU64,
+    /// The newest checkpoint of this attempt known to be complete.
+    pub completed: AtomicU64,
     pub source_position: Mutex<Option<(u64, SourcePosition)>>,
     pub on_complete: Mutex<Option<OnCheckpointComplete>>,
     /// What a source does with its position at a completed checkpoint (a Kafka source
@@ -104,6 +106,7 @@ impl std::fmt::Debug for CheckpointProgress {
 impl CheckpointProgress {
     /// Checkpoint `id` completed: a two-phase sink publishes what it pre-committed.
     pub fn complete(&self, id: u64) {
+        self.completed.fetch_max(id, Ordering::Release);
         self.state.lock().expect("state lock").complete(id);
         if let Some(f) = &*self.on_complete.lock().expect("on_complete lock") {
             f(id);

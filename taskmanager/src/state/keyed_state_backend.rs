@@ -57,6 +57,13 @@ pub enum StateError {
         state: String,
         kind: KindTag,
     },
+    /// State kept outside the task manager (Redis) could not be reached for good.
+    #[error("state of {operator} in {store}: {message}")]
+    External {
+        operator: String,
+        store: String,
+        message: String,
+    },
 }
 
 fn db_options() -> Options {
