@@ -42,6 +42,9 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""])
+            // No background rewrite of the append-only file: a fork that copies the whole
+            // dataset would take a core from the system under test mid-run.
+            .args(["--auto-aof-rewrite-percentage", "0"])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(log.try_clone()?)

@@ -1,10 +1,12 @@
 //! The ad joiner example (`examples/ad-joiner.json`) end to end through `coordinator
 //! local`: W1 impressions and clicks through the window join, users looked up in a real
 //! Redis (1M of W1's 10M users loaded, the rest unknown), ads looked up in a Parquet
-//! snapshot loaded into a local RocksDB table, training samples as hourly Parquet. DuckDB
-//! checks the output against the inputs independently.
+//! snapshot loaded into a local RocksDB table, training samples as hourly Parquet (and,
+//! with a Kafka broker there, on an instance topic too). DuckDB checks the output against
+//! the inputs independently.
 
 use weir_integration::ad_joiner_dims::AdJoinerDims;
+use weir_integration::kafka_broker::KafkaBroker;
 use weir_integration::{python, run_local, workspace_root};
 use weir_taskmanager::connectors::generator::datagen::w1;
 
@@ -77,4 +79,46 @@ print(*duckdb.sql(f"select user_id, user_segment, user_country from {s} where us
             fields[0]
         );
     }
+}
+
+/// With Kafka there, the samples also go to an instance topic (JSON, keyed by
+/// request_id): every impression once.
+#[test]
+fn samples_also_go_to_a_kafka_instance_topic() {
+    let work = tempfile::tempdir().unwrap();
+    let dims = AdJoinerDims::create(work.path(), 10_000).unwrap();
+    let broker = KafkaBroker::start(&work.path().join("kafka")).unwrap();
+    broker.create_topic("training-instances", 2).unwrap();
+    let mut spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(workspace_root().join("examples/ad-joiner.json")).unwrap())
+            .unwrap();
+    spec["sinks"].as_array_mut().unwrap().push(serde_json::json!({
+        "id": "instances",
+        "input": "training_rows",
+        "kafka": {"bootstrap_servers": broker.address, "topic": "training-instances", "key": "request_id"}
+    }));
+    let path = work.path().join("ad-joiner-kafka.json");
+    std::fs::write(&path, spec.to_string()).unwrap();
+    let events = 100_000u64;
+    let mut overrides = dims.overrides();
+    overrides.extend([
+        format!("sources.0.generator.events={events}"),
+        format!("sources.1.generator.events={events}"),
+        format!("sinks.0.parquet.path={}", work.path().join("samples").display()),
+    ]);
+    let run = run_local(&path, &overrides, work.path()).unwrap();
+    assert!(run.output.status.success(), "stderr:\n{}", run.stderr());
+    let mut ids = std::collections::BTreeSet::new();
+    let mut records = 0;
+    let mut labels = 0;
+    for p in 0..2 {
+        for r in broker.read_partition("training-instances", p).unwrap() {
+            let row: serde_json::Value = serde_json::from_slice(&r).unwrap();
+            ids.insert(row["request_id"].as_u64().unwrap());
+            labels += row["label"].as_i64().unwrap();
+            records += 1;
+        }
+    }
+    let clicked = (0..events).filter(|g| w1::clicked(*g)).count() as i64;
+    assert_eq!((records, ids.len() as u64, labels), (events, events, clicked));
 }

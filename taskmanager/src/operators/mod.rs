@@ -8,6 +8,7 @@ pub mod key_by;
 pub mod lookup_join;
 pub mod lookup_table;
 pub mod project;
+pub mod redis_connection;
 pub mod redis_join_store;
 pub mod redis_lookup;
 pub mod redis_rows;

@@ -8,14 +8,10 @@
 
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::operators::redis_connection::{FIRST_BACKOFF, MAX_BACKOFF, RedisConnection, spawn_connection_thread};
 use crate::operators::redis_rows::RedisRowsError;
-
-const FIRST_BACKOFF: Duration = Duration::from_millis(50);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Per key, its fields' values (`None`: no such field), or `None` when the key has no
 /// hash at all.
@@ -35,24 +31,19 @@ pub struct RedisLookup {
 
 impl RedisLookup {
     pub fn start(operator: &str, url: &str, fields: Vec<String>, timeout: Duration) -> Result<Self, RedisRowsError> {
-        let client = Client::open(url).map_err(|source| RedisRowsError::Url {
+        let redis = RedisConnection::new(url, timeout).map_err(|source| RedisRowsError::Url {
             url: url.to_string(),
             source,
         })?;
         let (tx, rx) = mpsc::channel(1);
         let connection = Connection {
             operator: operator.to_string(),
-            url: url.to_string(),
-            client,
-            conn: None,
+            redis,
             fields,
-            timeout,
             backoff: FIRST_BACKOFF,
             closed_until: None,
         };
-        std::thread::Builder::new()
-            .name(format!("lookup-{operator}"))
-            .spawn(move || connection.run(rx))?;
+        spawn_connection_thread(format!("lookup-{operator}"), connection.run(rx))?;
         Ok(Self { tx })
     }
 
@@ -74,31 +65,19 @@ impl RedisLookup {
 
 struct Connection {
     operator: String,
-    url: String,
-    client: Client,
-    conn: Option<MultiplexedConnection>,
+    redis: RedisConnection,
     fields: Vec<String>,
-    timeout: Duration,
     backoff: Duration,
     /// After a failure, no attempt before this.
     closed_until: Option<Instant>,
 }
 
 impl Connection {
-    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
-        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(operator = %self.operator, error = %e, "no runtime for the lookup connection");
-                return;
-            }
-        };
-        runtime.block_on(async move {
-            while let Some(request) = rx.recv().await {
-                let answer = self.serve(&request.keys).await;
-                let _ = request.reply.send(answer);
-            }
-        });
+    async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        while let Some(request) = rx.recv().await {
+            let answer = self.serve(&request.keys).await;
+            let _ = request.reply.send(answer);
+        }
     }
 
     async fn serve(&mut self, keys: &[String]) -> Result<Fields, LookupFailure> {
@@ -106,7 +85,10 @@ impl Connection {
             return Ok(Vec::new());
         }
         if self.closed_until.is_some_and(|t| Instant::now() < t) {
-            return Err(format!("{} failed recently; next attempt after the back-off", self.url));
+            return Err(format!(
+                "{} failed recently; next attempt after the back-off",
+                self.redis.url
+            ));
         }
         let mut pipe = redis::pipe();
         for k in keys {
@@ -115,39 +97,22 @@ impl Connection {
                 cmd.arg(f);
             }
         }
-        let timeout = self.timeout;
-        let (client, conn) = (&self.client, &mut self.conn);
-        let attempt = async {
-            let mut c = match conn.as_ref() {
-                Some(c) => c.clone(),
-                None => {
-                    let options = AsyncConnectionConfig::new()
-                        .set_connection_timeout(Some(timeout))
-                        .set_response_timeout(Some(timeout));
-                    let c = client.get_multiplexed_async_connection_with_config(&options).await?;
-                    *conn = Some(c.clone());
-                    c
-                }
-            };
-            pipe.query_async::<Vec<Vec<Option<String>>>>(&mut c).await
-        };
-        let failure = match tokio::time::timeout(timeout, attempt).await {
-            Ok(Ok(fields)) => {
+        match self.redis.query::<Vec<Vec<Option<String>>>>(&pipe).await {
+            Ok(fields) => {
                 self.backoff = FIRST_BACKOFF;
                 self.closed_until = None;
                 // HMGET answers a missing key with nils only.
-                return Ok(fields
+                Ok(fields
                     .into_iter()
                     .map(|f| f.iter().any(Option::is_some).then_some(f))
-                    .collect());
+                    .collect())
             }
-            Ok(Err(e)) => format!("{}: {e}", self.url),
-            Err(_) => format!("{}: no answer within {} ms", self.url, self.timeout.as_millis()),
-        };
-        tracing::warn!(operator = %self.operator, error = %failure, retry_in_ms = self.backoff.as_millis() as u64, "lookup failed");
-        self.conn = None;
-        self.closed_until = Some(Instant::now() + self.backoff);
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-        Err(failure)
+            Err(failure) => {
+                tracing::warn!(operator = %self.operator, error = %failure, retry_in_ms = self.backoff.as_millis() as u64, "lookup failed");
+                self.closed_until = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                Err(failure)
+            }
+        }
     }
 }

@@ -19,22 +19,20 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, Pipeline};
+use redis::Pipeline;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::operators::redis_connection::{FIRST_BACKOFF, MAX_BACKOFF, RedisConnection, spawn_connection_thread};
 use crate::runtime::io_reply::{Reply, Taken};
 
 /// Rows per write request.
-const WRITE_BATCH: usize = 2048;
+const WRITE_BATCH: usize = 8192;
 /// Bytes of row values per write request.
 const WRITE_BYTES: usize = 2 << 20;
 /// Requests queued for the connection beyond the one it serves.
-const IN_FLIGHT: usize = 2;
+const IN_FLIGHT: usize = 4;
 /// Keys per `MGET` or `UNLINK` command.
 const KEYS_PER_COMMAND: usize = 512;
-const FIRST_BACKOFF: Duration = Duration::from_millis(50);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct RedisRowsConfig {
@@ -88,19 +86,16 @@ pub struct RedisRows {
 impl RedisRows {
     /// Starts the connection thread (it connects lazily, retrying until Redis answers).
     pub fn start(config: RedisRowsConfig) -> Result<Self, RedisRowsError> {
-        let client = Client::open(config.url.as_str()).map_err(|source| RedisRowsError::Url {
+        let redis = RedisConnection::new(&config.url, config.timeout).map_err(|source| RedisRowsError::Url {
             url: config.url.clone(),
             source,
         })?;
         let (tx, rx) = mpsc::channel(IN_FLIGHT);
         let connection = Connection {
             config: config.clone(),
-            client,
-            conn: None,
+            redis,
         };
-        std::thread::Builder::new()
-            .name(format!("redis-{}", config.operator))
-            .spawn(move || connection.run(rx))?;
+        spawn_connection_thread(format!("redis-{}", config.operator), connection.run(rx))?;
         Ok(Self {
             config,
             tx,
@@ -236,52 +231,42 @@ impl RedisRows {
 /// The connection thread's side: serves requests in order, retrying each until it works.
 struct Connection {
     config: RedisRowsConfig,
-    client: Client,
-    conn: Option<MultiplexedConnection>,
+    redis: RedisConnection,
 }
 
 impl Connection {
-    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
-        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(operator = %self.config.operator, error = %e, "no runtime for the Redis connection");
-                return;
-            }
-        };
-        runtime.block_on(async move {
-            while let Some(request) = rx.recv().await {
-                match request {
-                    Request::Write { sets, deletes, done } => {
-                        // An empty pipeline would wait for answers that never come.
-                        let empty = sets.is_empty() && deletes.is_empty();
-                        let pipe = self.write_pipeline(&sets, &deletes);
-                        if !empty && self.query::<()>(&pipe, "write", &rx).await.is_none() {
-                            return;
-                        }
-                        if let Some(done) = done {
-                            let _ = done.send(());
-                        }
+    async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        while let Some(request) = rx.recv().await {
+            match request {
+                Request::Write { sets, deletes, done } => {
+                    // An empty pipeline would wait for answers that never come.
+                    let empty = sets.is_empty() && deletes.is_empty();
+                    let pipe = self.write_pipeline(&sets, &deletes);
+                    if !empty && self.query::<()>(&pipe, "write", &rx).await.is_none() {
+                        return;
                     }
-                    Request::Read { keys, reply } if keys.is_empty() => {
-                        let _ = reply.send(Vec::new());
-                    }
-                    Request::Read { keys, reply } => {
-                        let mut pipe = redis::pipe();
-                        for chunk in keys.chunks(KEYS_PER_COMMAND) {
-                            let cmd = pipe.cmd("MGET");
-                            for k in chunk {
-                                cmd.arg(k.as_slice());
-                            }
-                        }
-                        let Some(values) = self.query::<Vec<Values>>(&pipe, "read", &rx).await else {
-                            return;
-                        };
-                        let _ = reply.send(values.into_iter().flatten().collect());
+                    if let Some(done) = done {
+                        let _ = done.send(());
                     }
                 }
+                Request::Read { keys, reply } if keys.is_empty() => {
+                    let _ = reply.send(Vec::new());
+                }
+                Request::Read { keys, reply } => {
+                    let mut pipe = redis::pipe();
+                    for chunk in keys.chunks(KEYS_PER_COMMAND) {
+                        let cmd = pipe.cmd("MGET");
+                        for k in chunk {
+                            cmd.arg(k.as_slice());
+                        }
+                    }
+                    let Some(values) = self.query::<Vec<Values>>(&pipe, "read", &rx).await else {
+                        return;
+                    };
+                    let _ = reply.send(values.into_iter().flatten().collect());
+                }
             }
-        });
+        }
     }
 
     fn write_pipeline(&self, sets: &[(Vec<u8>, Vec<u8>)], deletes: &[Vec<u8>]) -> Pipeline {
@@ -314,39 +299,19 @@ impl Connection {
     ) -> Option<T> {
         let mut backoff = FIRST_BACKOFF;
         let mut failures = 0u32;
-        let timeout = self.config.timeout;
         loop {
-            let (client, conn) = (&self.client, &mut self.conn);
-            let attempt = async {
-                let mut c = match conn.as_ref() {
-                    Some(c) => c.clone(),
-                    None => {
-                        let options = AsyncConnectionConfig::new()
-                            .set_connection_timeout(Some(timeout))
-                            .set_response_timeout(Some(timeout));
-                        let c = client.get_multiplexed_async_connection_with_config(&options).await?;
-                        *conn = Some(c.clone());
-                        c
-                    }
-                };
-                pipe.query_async::<T>(&mut c).await
-            };
-            match tokio::time::timeout(timeout, attempt).await {
-                Ok(Ok(v)) => {
+            match self.redis.query::<T>(pipe).await {
+                Ok(v) => {
                     if failures > 0 {
                         tracing::info!(operator = %self.config.operator, url = %self.config.url, failures, "Redis answers again");
                     }
                     return Some(v);
                 }
-                Ok(Err(e)) => {
-                    tracing::warn!(operator = %self.config.operator, url = %self.config.url, request = what, error = %e, retry_in_ms = backoff.as_millis() as u64, "Redis request failed")
-                }
-                Err(_) => {
-                    tracing::warn!(operator = %self.config.operator, url = %self.config.url, request = what, timeout_ms = self.config.timeout.as_millis() as u64, retry_in_ms = backoff.as_millis() as u64, "Redis request timed out")
+                Err(e) => {
+                    tracing::warn!(operator = %self.config.operator, request = what, error = %e, retry_in_ms = backoff.as_millis() as u64, "Redis request failed")
                 }
             }
             failures += 1;
-            self.conn = None;
             if rx.is_closed() {
                 return None;
             }
