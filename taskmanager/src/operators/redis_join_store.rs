@@ -272,7 +272,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::operators::redis_rows::test_server::TestRedis;
+    use crate::operators::redis_rows::test_server::{TestRedis, drive};
 
     fn store(dir: &std::path::Path, redis: &TestRedis, progress: Option<Arc<CheckpointProgress>>) -> RedisJoinStore {
         let spec = RedisStateSpec {
@@ -293,15 +293,8 @@ mod tests {
         .unwrap()
     }
 
-    fn wait(s: &mut RedisJoinStore, mut done: impl FnMut(&mut RedisJoinStore) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !done(s) {
-            assert!(Instant::now() < deadline, "no progress");
-            match s.io_wait() {
-                Some(f) => futures::executor::block_on(f),
-                None => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
+    fn wait(s: &mut RedisJoinStore, done: impl FnMut(&mut RedisJoinStore) -> bool) {
+        drive(s, |s| s.io_wait(), done);
     }
 
     fn fire_all(s: &mut dyn JoinState, watermark: i64) -> Vec<Fired> {

@@ -395,6 +395,22 @@ pub mod test_server {
         }
     }
 
+    /// Awaits what `t` waits on (`io_wait`), as its subtask would, until `done(t)` holds.
+    pub fn drive<T>(
+        t: &mut T,
+        io_wait: impl Fn(&mut T) -> Option<futures::future::BoxFuture<'static, ()>>,
+        mut done: impl FnMut(&mut T) -> bool,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done(t) {
+            assert!(Instant::now() < deadline, "no progress");
+            match io_wait(t) {
+                Some(f) => futures::executor::block_on(f),
+                None => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+
     impl Drop for TestRedis {
         fn drop(&mut self) {
             self.down();
@@ -404,9 +420,7 @@ pub mod test_server {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
-    use super::test_server::{TestRedis, free_port};
+    use super::test_server::{TestRedis, drive, free_port};
     use super::*;
 
     fn rows(url: String) -> RedisRows {
@@ -419,16 +433,8 @@ mod tests {
         .unwrap()
     }
 
-    /// Runs the I/O the rows wait on until `done` holds (as the subtask would).
-    fn until(r: &mut RedisRows, mut done: impl FnMut(&mut RedisRows) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !done(r) {
-            assert!(Instant::now() < deadline, "no progress");
-            match r.io_wait() {
-                Some(f) => futures::executor::block_on(f),
-                None => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
+    fn until(r: &mut RedisRows, done: impl FnMut(&mut RedisRows) -> bool) {
+        drive(r, RedisRows::io_wait, done);
     }
 
     fn read_all(r: &mut RedisRows, keys: &[&str]) -> Values {
