@@ -100,12 +100,15 @@ pub struct LookupJoin {
 }
 
 impl LookupJoin {
+    /// The operator of a validated `lookup_join` vertex reading `input`; rows whose lookup
+    /// failed go to `dead_letters` (with `on_failure: "dead_letter"`), and a Parquet
+    /// table's local copies live under `local`.
     pub fn from_spec(
         vertex: &Vertex,
         subtask: u32,
         spec: &LookupJoinSpec,
         input: &Vertex,
-        dead_letters: DeadLetterQueue,
+        (dead_letters, local): (DeadLetterQueue, PathBuf),
         metrics: Arc<SubtaskMetrics>,
     ) -> Result<Self, TaskError> {
         let invalid = |message: String| TaskError::Invalid {
@@ -129,11 +132,7 @@ impl LookupJoin {
             LookupSourceSpec::Parquet { path, key_column } => Store::Parquet {
                 pattern: path.clone(),
                 key_column: key_column.clone(),
-                local: std::env::temp_dir().join(format!(
-                    "weir-lookup-{}-{}-{subtask}",
-                    std::process::id(),
-                    crate::file_name::file_name_safe(&vertex.name)
-                )),
+                local,
                 table: None,
                 loading: Reply::None,
                 requested: None,
@@ -536,7 +535,8 @@ mod tests {
         let v = graph.vertices.iter().find(|v| v.name == "enrich").unwrap();
         let VertexKind::LookupJoin(l) = &v.kind else { panic!() };
         let (queue, writer) = DeadLetterWriter::start(dir, "dead.jsonl");
-        let op = LookupJoin::from_spec(v, 0, l, graph.vertex(v.inputs[0]), queue, Arc::default()).unwrap();
+        let local = dir.join("local");
+        let op = LookupJoin::from_spec(v, 0, l, graph.vertex(v.inputs[0]), (queue, local), Arc::default()).unwrap();
         (op, writer)
     }
 

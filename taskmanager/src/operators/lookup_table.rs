@@ -107,6 +107,10 @@ impl LookupTable {
         };
         let mut files = Vec::new();
         parquet_files(&snapshot, &mut files)?;
+        std::fs::create_dir_all(local).map_err(|source| LookupTableError::Io {
+            path: local.to_path_buf(),
+            source,
+        })?;
         files.sort();
         let mut options = Options::default();
         options.create_if_missing(true);

@@ -17,6 +17,7 @@ pub mod window_join;
 pub mod window_state;
 pub mod window_store;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use weir_common::graph::{JobGraph, Vertex, VertexKind};
@@ -28,11 +29,13 @@ use crate::runtime::subtask_metrics::SubtaskMetrics;
 use crate::state::OperatorStateContext;
 
 /// Builds subtask `subtask`'s operator of `vertex`; an operator that sends rows to the
-/// dead-letter output (a failed lookup) does so through `dead_letters`.
+/// dead-letter output (a failed lookup) does so through `dead_letters`, and one that keeps
+/// files of its own (a lookup table) keeps them under `local_root` (the attempt's
+/// directory on this task manager).
 pub fn build_operator(
     graph: &JobGraph,
     vertex: &Vertex,
-    (subtask, dead_letters): (u32, &DeadLetterQueue),
+    (subtask, dead_letters, local_root): (u32, &DeadLetterQueue, &Path),
     metrics: Arc<SubtaskMetrics>,
     state: Option<OperatorStateContext>,
 ) -> Result<Box<dyn Operator>, TaskError> {
@@ -91,7 +94,10 @@ pub fn build_operator(
             subtask,
             spec,
             input,
-            dead_letters.clone(),
+            (
+                dead_letters.clone(),
+                local_root.join(format!("{}-lookup", crate::state::instance_name(vertex, subtask))),
+            ),
             metrics,
         )?),
         VertexKind::Source { .. } | VertexKind::Sink(_) => {

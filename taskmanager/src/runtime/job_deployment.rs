@@ -306,7 +306,13 @@ pub fn deploy(
                     )
                 });
                 operators.push(ChainedOperator::new(
-                    build_operator(graph, vertex, (s, &ctx.dead_letters), metrics.clone(), state)?,
+                    build_operator(
+                        graph,
+                        vertex,
+                        (s, &ctx.dead_letters, &ctx.state.local_root),
+                        metrics.clone(),
+                        state,
+                    )?,
                     metrics,
                 ));
             }
