@@ -300,11 +300,7 @@ impl LookupJoin {
         asked.dedup();
         let answers = match &self.store {
             // Every key was in the cache.
-            _ if asked.is_empty() => {
-                let (tx, rx) = oneshot::channel();
-                let _ = tx.send(Ok(Vec::new()));
-                Reply::Waiting(rx)
-            }
+            _ if asked.is_empty() => Reply::ready(Ok(Vec::new())),
             Store::Redis { lookup, prefix } => {
                 let rx = lookup.lookup(asked.iter().map(|k| format!("{prefix}{k}")).collect());
                 Reply::Waiting(rx)
@@ -317,9 +313,7 @@ impl LookupJoin {
                     }
                     None => Err(error.clone().unwrap_or_else(|| "no lookup table loaded".into())),
                 };
-                let (tx, rx) = oneshot::channel();
-                let _ = tx.send(answer);
-                Reply::Waiting(rx)
+                Reply::ready(answer)
             }
         };
         self.pending = Some(Pending {

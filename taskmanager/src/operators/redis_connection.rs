@@ -13,6 +13,20 @@ use redis::{AsyncConnectionConfig, Client, FromRedisValue, Pipeline};
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+#[derive(Debug, thiserror::Error)]
+pub enum RedisConnectionError {
+    #[error("{url}: {source}")]
+    Url {
+        url: String,
+        #[source]
+        source: redis::RedisError,
+    },
+    #[error("the Redis connection thread for {url} ended")]
+    Gone { url: String },
+    #[error("starting the Redis connection thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
 pub struct RedisConnection {
     pub url: String,
     client: Client,
@@ -21,10 +35,13 @@ pub struct RedisConnection {
 }
 
 impl RedisConnection {
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, redis::RedisError> {
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, RedisConnectionError> {
         Ok(Self {
             url: url.to_string(),
-            client: Client::open(url)?,
+            client: Client::open(url).map_err(|source| RedisConnectionError::Url {
+                url: url.to_string(),
+                source,
+            })?,
             conn: None,
             timeout,
         })

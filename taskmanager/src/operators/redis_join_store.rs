@@ -28,7 +28,8 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use crate::operators::join_state::{Fired, JoinState};
 use crate::operators::join_store::JoinStore;
-use crate::operators::redis_rows::{RedisRows, RedisRowsConfig, RedisRowsError};
+use crate::operators::redis_connection::RedisConnectionError;
+use crate::operators::redis_rows::{RedisRows, RedisRowsConfig};
 use crate::runtime::subtask_metrics::{CheckpointProgress, SubtaskMetrics};
 use crate::state::OperatorStateContext;
 use crate::state::keyed_state_backend::StateError;
@@ -106,7 +107,7 @@ impl RedisJoinStore {
         })
     }
 
-    fn err(&self, e: RedisRowsError) -> StateError {
+    fn err(&self, e: RedisConnectionError) -> StateError {
         StateError::External {
             operator: self.operator.clone(),
             store: self.url.clone(),

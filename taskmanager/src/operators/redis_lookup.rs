@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::operators::redis_connection::{FIRST_BACKOFF, MAX_BACKOFF, RedisConnection, spawn_connection_thread};
-use crate::operators::redis_rows::RedisRowsError;
+use crate::operators::redis_connection::{
+    FIRST_BACKOFF, MAX_BACKOFF, RedisConnection, RedisConnectionError, spawn_connection_thread,
+};
 
 /// Per key, its fields' values (`None`: no such field), or `None` when the key has no
 /// hash at all.
@@ -30,11 +31,13 @@ pub struct RedisLookup {
 }
 
 impl RedisLookup {
-    pub fn start(operator: &str, url: &str, fields: Vec<String>, timeout: Duration) -> Result<Self, RedisRowsError> {
-        let redis = RedisConnection::new(url, timeout).map_err(|source| RedisRowsError::Url {
-            url: url.to_string(),
-            source,
-        })?;
+    pub fn start(
+        operator: &str,
+        url: &str,
+        fields: Vec<String>,
+        timeout: Duration,
+    ) -> Result<Self, RedisConnectionError> {
+        let redis = RedisConnection::new(url, timeout)?;
         let (tx, rx) = mpsc::channel(1);
         let connection = Connection {
             operator: operator.to_string(),

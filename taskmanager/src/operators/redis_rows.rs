@@ -22,7 +22,9 @@ use futures::future::BoxFuture;
 use redis::Pipeline;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::operators::redis_connection::{FIRST_BACKOFF, MAX_BACKOFF, RedisConnection, spawn_connection_thread};
+use crate::operators::redis_connection::{
+    FIRST_BACKOFF, MAX_BACKOFF, RedisConnection, RedisConnectionError, spawn_connection_thread,
+};
 use crate::runtime::io_reply::{Reply, Taken};
 
 /// Rows per write request.
@@ -41,20 +43,6 @@ pub struct RedisRowsConfig {
     pub url: String,
     pub ttl: Duration,
     pub timeout: Duration,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RedisRowsError {
-    #[error("{url}: {source}")]
-    Url {
-        url: String,
-        #[source]
-        source: redis::RedisError,
-    },
-    #[error("the Redis connection thread for {url} ended")]
-    Gone { url: String },
-    #[error("starting the Redis connection thread: {0}")]
-    Thread(#[from] std::io::Error),
 }
 
 type Values = Vec<Option<Vec<u8>>>;
@@ -85,11 +73,8 @@ pub struct RedisRows {
 
 impl RedisRows {
     /// Starts the connection thread (it connects lazily, retrying until Redis answers).
-    pub fn start(config: RedisRowsConfig) -> Result<Self, RedisRowsError> {
-        let redis = RedisConnection::new(&config.url, config.timeout).map_err(|source| RedisRowsError::Url {
-            url: config.url.clone(),
-            source,
-        })?;
+    pub fn start(config: RedisRowsConfig) -> Result<Self, RedisConnectionError> {
+        let redis = RedisConnection::new(&config.url, config.timeout)?;
         let (tx, rx) = mpsc::channel(IN_FLIGHT);
         let connection = Connection {
             config: config.clone(),
@@ -108,8 +93,8 @@ impl RedisRows {
         })
     }
 
-    fn gone(&self) -> RedisRowsError {
-        RedisRowsError::Gone {
+    fn gone(&self) -> RedisConnectionError {
+        RedisConnectionError::Gone {
             url: self.config.url.clone(),
         }
     }
@@ -127,7 +112,7 @@ impl RedisRows {
     }
 
     /// Sends what the outbox holds while the channel has room.
-    fn drain(&mut self) -> Result<(), RedisRowsError> {
+    fn drain(&mut self) -> Result<(), RedisConnectionError> {
         while let Some(request) = self.outbox.pop_front() {
             match self.tx.try_send(request) {
                 Ok(()) => {}
@@ -185,7 +170,7 @@ impl RedisRows {
     }
 
     /// The values the last [`Self::read`] asked for, once they are there.
-    pub fn try_read(&mut self) -> Result<Option<Values>, RedisRowsError> {
+    pub fn try_read(&mut self) -> Result<Option<Values>, RedisConnectionError> {
         self.drain()?;
         match self.read.take() {
             Taken::Ready(v) => Ok(Some(v)),
@@ -202,7 +187,7 @@ impl RedisRows {
     }
 
     /// Whether everything written before the last [`Self::sync`] is acknowledged.
-    pub fn synced(&mut self) -> Result<bool, RedisRowsError> {
+    pub fn synced(&mut self) -> Result<bool, RedisConnectionError> {
         self.drain()?;
         if self.sync.is_none() {
             return Ok(true);

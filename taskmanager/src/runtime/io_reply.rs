@@ -24,6 +24,13 @@ pub enum Taken<T> {
 }
 
 impl<T: Send + 'static> Reply<T> {
+    /// A reply that is already there.
+    pub fn ready(value: T) -> Self {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(value);
+        Reply::Waiting(rx)
+    }
+
     pub fn is_none(&self) -> bool {
         matches!(self, Reply::None)
     }
