@@ -7,14 +7,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
     }
     println!("cargo:rerun-if-changed=proto");
-    tonic_prost_build::configure().compile_protos(
-        &[
-            "proto/weir_job.proto",
-            "proto/weir_raft.proto",
-            "proto/weir_cluster.proto",
-            "proto/weir_taskmanager.proto",
-        ],
-        &["proto"],
-    )?;
+    // The job API's messages are also the web console's JSON.
+    tonic_prost_build::configure()
+        .type_attribute(".weir.job.v1", "#[derive(serde::Serialize)]")
+        .type_attribute(".weir.cluster.v1.TaskManagerInfo", "#[derive(serde::Serialize)]")
+        .compile_protos(
+            &[
+                "proto/weir_job.proto",
+                "proto/weir_raft.proto",
+                "proto/weir_cluster.proto",
+                "proto/weir_taskmanager.proto",
+            ],
+            &["proto"],
+        )?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 # toolchain with rustfmt and clippy must already be there (rustup); libclang-dev (bindgen,
 # for RocksDB) and a C/C++ toolchain come from Debian; the test suite's independent
 # Parquet readers (pyarrow, DuckDB) come from PyPI, the Kafka-protocol broker (tansu) from
-# crates.io, Redis from Debian. protoc comes vendored.
+# crates.io, Redis and Chromium (with ChromeDriver) from Debian. protoc comes vendored.
 #   scripts/setup.sh          # build prerequisites
 #   scripts/setup.sh test     # also the test prerequisites
 set -euo pipefail
@@ -33,6 +33,12 @@ if [ "${1:-}" = test ]; then
   if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
     apt-get update -qq
     apt-get install -y -qq redis-server >/dev/null
+  fi
+  # A real browser for the web console's test: Debian's Chromium, driven through
+  # ChromeDriver (WebDriver).
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    apt-get update -qq
+    apt-get install -y -qq chromium chromium-driver >/dev/null
   fi
   # A real Kafka-protocol broker for the Kafka tests (shared/FACTS.md: no Apache Kafka
   # can be fetched here; tansu with sqlite storage is the broker that works).

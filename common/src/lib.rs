@@ -16,6 +16,7 @@ pub mod spec_error;
 pub mod spec_loader;
 pub mod spec_overrides;
 pub mod state_handle;
+pub mod storage_roots;
 pub mod validation;
 
 pub use graph::{EdgePartitioning, JobGraph, Vertex, VertexId, VertexKind};

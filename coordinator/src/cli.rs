@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use weir_common::spec_loader::parse_spec;
 use weir_common::validation::validate;
 use weir_common::{JobGraph, SpecErrors};
+use weir_taskmanager::transport::security_args::SecurityArgs;
 
 use crate::cluster_cmd;
 use crate::config::{LocalConfig, load_config};
@@ -81,6 +82,22 @@ pub struct ServeArgs {
     /// manager must reach the same place.
     #[arg(long, env = "WEIR_CHECKPOINT_STORAGE")]
     pub checkpoint_storage: Option<String>,
+    /// Address to serve HTTP on: the web console and `/metrics` (Prometheus text format),
+    /// e.g. 0.0.0.0:8081.
+    #[arg(long, env = "WEIR_HTTP_ADDRESS")]
+    pub http_address: Option<std::net::SocketAddr>,
+    /// Where jobs may read and write files (repeat per root): a path or URL prefix such
+    /// as `/data/weir` or `hdfs://namenode:8020/warehouse`. Specs naming a path elsewhere
+    /// are refused at submit. None given: anywhere.
+    #[arg(
+        long = "allowed-storage-root",
+        value_name = "PATH|URL",
+        env = "WEIR_ALLOWED_STORAGE_ROOTS",
+        value_delimiter = ','
+    )]
+    pub allowed_storage_roots: Vec<String>,
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 #[derive(Args, Debug)]
@@ -93,6 +110,8 @@ pub struct ClusterArgs {
         default_value = "127.0.0.1:7001"
     )]
     pub coordinators: Vec<String>,
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 #[derive(Args, Debug)]

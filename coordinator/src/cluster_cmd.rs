@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use tonic::transport::Channel;
 use weir_common::event_time::{WATERMARK_MAX, WATERMARK_MIN};
+use weir_common::storage_roots::StorageRoots;
 use weir_proto::cluster::ListTaskManagersRequest;
 use weir_proto::cluster::task_manager_registry_client::TaskManagerRegistryClient;
 use weir_proto::job::job_service_client::JobServiceClient;
@@ -14,6 +14,7 @@ use weir_proto::job::{
     CancelRequest, GetRequest, JobState, JobStatus, ListRequest, SavepointRequest, SubmitRequest, VertexStatus,
 };
 use weir_taskmanager::leader_client::LeaderClient;
+use weir_taskmanager::transport::AuthChannel;
 
 use crate::cli::{CancelArgs, ClusterArgs, JobArgs, ServeArgs, SubmitArgs};
 use crate::job_client::JobClient;
@@ -55,13 +56,21 @@ pub async fn serve(args: ServeArgs) -> Result<(), CmdError> {
             ..RestartPolicy::default()
         },
         checkpoint_storage: args.checkpoint_storage,
+        http_address: args.http_address,
+        transport: args
+            .security
+            .transport()
+            .map_err(|e| CmdError::Refused(vec![format!("error: {e}")]))?,
+        storage_roots: StorageRoots::new(&args.allowed_storage_roots)
+            .map_err(|e| CmdError::Refused(vec![format!("error: --allowed-storage-root: {e}")]))?,
     })
     .await
     .map_err(CmdError::Failed)
 }
 
 fn client(args: &ClusterArgs) -> Result<JobClient, CmdError> {
-    Ok(JobClient::new(args.coordinators.clone())?)
+    let transport = args.security.transport().map_err(anyhow::Error::from)?;
+    Ok(JobClient::new(args.coordinators.clone(), transport)?)
 }
 
 pub async fn submit(args: SubmitArgs) -> Result<(), CmdError> {
@@ -170,7 +179,7 @@ async fn take_savepoint(args: CancelArgs, cancel: bool) -> Result<(), CmdError> 
 /// Calls a job API method taking a job id and prints the job it returns.
 async fn one_job<F, Fut>(args: JobArgs, f: F) -> Result<(), CmdError>
 where
-    F: Fn(JobServiceClient<Channel>, String) -> Fut,
+    F: Fn(JobServiceClient<AuthChannel>, String) -> Fut,
     Fut: std::future::Future<Output = Result<tonic::Response<JobStatus>, tonic::Status>>,
 {
     let job = client(&args.cluster)?.call(|cl| f(cl, args.job_id.clone())).await?;
@@ -248,7 +257,8 @@ where
 }
 
 pub async fn task_managers(args: ClusterArgs) -> Result<(), CmdError> {
-    let resp = LeaderClient::new(args.coordinators.clone())
+    let transport = args.security.transport().map_err(anyhow::Error::from)?;
+    let resp = LeaderClient::new(args.coordinators.clone(), transport)
         .map_err(anyhow::Error::from)?
         .call(|ch| async move {
             TaskManagerRegistryClient::new(ch)

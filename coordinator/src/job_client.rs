@@ -3,25 +3,25 @@
 use std::future::Future;
 
 use anyhow::Result;
-use tonic::transport::Channel;
 use weir_proto::job::job_service_client::JobServiceClient;
 use weir_taskmanager::leader_client::LeaderClient;
+use weir_taskmanager::transport::{AuthChannel, ClusterTransport};
 
 pub struct JobClient {
     inner: LeaderClient,
 }
 
 impl JobClient {
-    pub fn new(addresses: Vec<String>) -> Result<Self> {
+    pub fn new(addresses: Vec<String>, transport: ClusterTransport) -> Result<Self> {
         Ok(Self {
-            inner: LeaderClient::new(addresses)?,
+            inner: LeaderClient::new(addresses, transport)?,
         })
     }
 
     /// Calls `f` on the leader's job service.
     pub async fn call<T, F, Fut>(&mut self, mut f: F) -> Result<T>
     where
-        F: FnMut(JobServiceClient<Channel>) -> Fut,
+        F: FnMut(JobServiceClient<AuthChannel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         Ok(self.inner.call(|ch| f(JobServiceClient::new(ch))).await?)

@@ -11,6 +11,8 @@ use crate::binary;
 pub struct Coordinator {
     pub id: u64,
     pub address: String,
+    /// Where it serves HTTP (`/metrics`).
+    pub http_address: String,
     data_dir: PathBuf,
     process: Option<Child>,
 }
@@ -19,8 +21,13 @@ pub struct ClusterSandbox {
     pub dir: tempfile::TempDir,
     pub coordinators: Vec<Coordinator>,
     pub task_managers: Vec<Option<Child>>,
+    /// Where each task manager serves `/metrics`.
+    pub task_manager_metrics: Vec<String>,
     /// Extra flags for every `coordinator serve`.
     serve_args: Vec<String>,
+    /// Environment of every process the sandbox starts, CLI runs included (a token file,
+    /// TLS settings).
+    pub env: Vec<(String, String)>,
 }
 
 fn free_port() -> u16 {
@@ -38,11 +45,18 @@ impl ClusterSandbox {
 
     /// Starts `n` coordinators with extra `serve` flags.
     pub fn start_with(n: u64, serve_args: &[&str]) -> Self {
+        Self::start_with_env(n, serve_args, &[])
+    }
+
+    /// Starts `n` coordinators with extra `serve` flags, every process (task managers and
+    /// CLI runs too) with `env` in its environment.
+    pub fn start_with_env(n: u64, serve_args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let coordinators = (1..=n)
             .map(|id| Coordinator {
                 id,
                 address: format!("127.0.0.1:{}", free_port()),
+                http_address: format!("127.0.0.1:{}", free_port()),
                 data_dir: dir.path().join(format!("coordinator-{id}")),
                 process: None,
             })
@@ -51,7 +65,9 @@ impl ClusterSandbox {
             dir,
             coordinators,
             task_managers: Vec::new(),
+            task_manager_metrics: Vec::new(),
             serve_args: serve_args.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
         for i in 0..n as usize {
             sandbox.start_coordinator(i);
@@ -72,9 +88,11 @@ impl ClusterSandbox {
         let log = std::fs::File::create(self.dir.path().join(format!("coordinator-{}.log", c.id))).expect("log file");
         let mut cmd = Command::new(binary("coordinator"));
         cmd.arg("serve")
-            .args(["--id", &c.id.to_string(), "--listen", &c.address, "--data-dir"])
+            .args(["--id", &c.id.to_string(), "--listen", &c.address])
+            .args(["--http-address", &c.http_address, "--data-dir"])
             .arg(&c.data_dir)
             .env("WEIR_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log);
         for p in &peers {
@@ -93,6 +111,7 @@ impl ClusterSandbox {
     pub fn start_task_manager(&mut self, slots: u32) -> (usize, String) {
         let i = self.task_managers.len();
         let address = format!("127.0.0.1:{}", free_port());
+        let metrics = format!("127.0.0.1:{}", free_port());
         let log = std::fs::File::create(self.dir.path().join(format!("taskmanager-{i}.log"))).expect("log file");
         let child = Command::new(binary("taskmanager"))
             .args([
@@ -104,14 +123,18 @@ impl ClusterSandbox {
                 &slots.to_string(),
                 "--id",
                 &format!("tm-{i}"),
+                "--metrics-address",
+                &metrics,
             ])
             .arg("--work-dir")
             .arg(self.dir.path().join(format!("taskmanager-{i}")))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start task manager");
         self.task_managers.push(Some(child));
+        self.task_manager_metrics.push(metrics);
         (i, address)
     }
 
@@ -182,6 +205,7 @@ impl ClusterSandbox {
         Command::new(binary("coordinator"))
             .args(args)
             .args(["--coordinators", coordinators])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("run coordinator cli")
     }

@@ -3,9 +3,12 @@
 
 pub mod ad_joiner_dims;
 pub mod cluster;
+pub mod http_get;
 pub mod kafka_broker;
 pub mod mock_kafka;
 pub mod redis_server;
+pub mod test_certs;
+pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

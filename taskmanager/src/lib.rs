@@ -9,10 +9,12 @@ pub mod exchange;
 pub mod file_name;
 pub mod formats;
 pub mod leader_client;
+pub mod metrics;
 pub mod operators;
 pub mod runtime;
 pub mod shutdown_signal;
 pub mod state;
+pub mod transport;
 pub mod worker;
 
 pub use error::TaskError;

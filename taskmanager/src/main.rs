@@ -9,13 +9,17 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use tonic::service::interceptor::InterceptedService;
 use weir_proto::taskmanager::task_manager_service_server::TaskManagerServiceServer;
 use weir_taskmanager::exchange::inbound_channels::InboundChannels;
 use weir_taskmanager::exchange::{CONNECTION_WINDOW, KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT, STREAM_WINDOW};
 use weir_taskmanager::leader_client::LeaderClient;
+use weir_taskmanager::metrics::http_endpoint::{metrics_router, require_token, serve as serve_http};
+use weir_taskmanager::metrics::task_manager_metrics::TaskManagerMetrics;
 use weir_taskmanager::runtime::job_deployment::Exchange;
 use weir_taskmanager::runtime::slot_pool::SlotPool;
 use weir_taskmanager::shutdown_signal::shutdown_signal;
+use weir_taskmanager::transport::security_args::SecurityArgs;
 use weir_taskmanager::worker::deployed_jobs::DeployedJobs;
 use weir_taskmanager::worker::heartbeat::Heartbeat;
 use weir_taskmanager::worker::task_manager_service::TaskManagerApi;
@@ -50,6 +54,12 @@ struct Args {
     /// than the I/O itself on small machines (W3 across 2 task managers: 25 % less CPU).
     #[arg(long, env = "WEIR_TM_NETWORK_THREADS", default_value_t = 1)]
     network_threads: usize,
+    /// Address to serve `/metrics` on (Prometheus text format), e.g. 0.0.0.0:9250; none
+    /// when not given.
+    #[arg(long, env = "WEIR_TM_METRICS_ADDRESS")]
+    metrics_address: Option<SocketAddr>,
+    #[command(flatten)]
+    security: SecurityArgs,
     /// Where jobs without a dead-letter path of their own write their dead letters.
     #[arg(long, env = "WEIR_TM_WORK_DIR", default_value = "weir-taskmanager")]
     work_dir: PathBuf,
@@ -106,9 +116,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .parse()
             .with_context(|| format!("--address {} is not IP:PORT; give --listen", args.address))?,
     };
+    let transport = args.security.transport()?;
     let exchange = Exchange {
         inbound: InboundChannels::default(),
         runtime: tokio::runtime::Handle::current(),
+        transport: transport.clone(),
     };
     let inbound = exchange.inbound.clone();
     let jobs = DeployedJobs::new(
@@ -117,13 +129,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(exchange),
         args.work_dir.clone(),
     );
+    if let Some(address) = args.metrics_address {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(TaskManagerMetrics {
+            task_manager_id: id.clone(),
+            slots: args.slots,
+            jobs: jobs.clone(),
+        }));
+        let router = require_token(metrics_router(std::sync::Arc::new(registry)), &transport);
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("--metrics-address {address}"))?;
+        tokio::spawn(async move {
+            if let Err(e) = serve_http(listener, router, shutdown_signal()).await {
+                tracing::error!(error = %e, "metrics endpoint stopped");
+            }
+        });
+    }
     let api = TaskManagerServiceServer::new(TaskManagerApi {
         jobs: jobs.clone(),
         inbound,
     })
     .max_decoding_message_size(MAX_FRAME_BYTES)
     .max_encoding_message_size(MAX_FRAME_BYTES);
-    let server = tonic::transport::Server::builder()
+    let api = InterceptedService::new(api, transport.require_auth());
+    let server = transport
+        .server()?
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(KEEP_ALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEP_ALIVE_TIMEOUT))
@@ -135,7 +166,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         task_manager_id: id.clone(),
         slots: jobs.alignment().clone(),
     };
-    tokio::spawn(reporter.run(LeaderClient::new(args.coordinators.clone())?));
+    tokio::spawn(reporter.run(LeaderClient::new(args.coordinators.clone(), transport.clone())?));
     let heartbeat = Heartbeat {
         task_manager_id: id.clone(),
         address: args.address.clone(),
@@ -145,7 +176,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(task_manager = %id, listen = %listen, slots = args.slots, "task manager serving");
     tokio::select! {
         served = server => served.with_context(|| format!("serving on {listen}"))?,
-        beat = heartbeat.run(LeaderClient::new(args.coordinators.clone())?) => beat?,
+        beat = heartbeat.run(LeaderClient::new(args.coordinators.clone(), transport)?) => beat?,
     }
     Ok(())
 }

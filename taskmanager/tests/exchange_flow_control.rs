@@ -4,6 +4,7 @@
 //! it reads again.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use arrow::array::Int64Array;
@@ -17,8 +18,12 @@ use weir_taskmanager::exchange::inbound_channels::InboundChannels;
 use weir_taskmanager::exchange::remote_sender::RemoteSender;
 use weir_taskmanager::runtime::job_deployment::Exchange;
 use weir_taskmanager::runtime::stream_event::StreamEvent;
+use weir_taskmanager::transport::ClusterTransport;
 use weir_taskmanager::worker::deployed_jobs::DeployedJobs;
 use weir_taskmanager::worker::task_manager_service::TaskManagerApi;
+
+/// Where the senders count their waits for credits (not checked here).
+static WAITED: AtomicU64 = AtomicU64::new(0);
 
 fn batch(first: i64, rows: i64) -> RecordBatch {
     let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
@@ -34,6 +39,7 @@ async fn serve() -> (String, InboundChannels) {
     let exchange = Exchange {
         inbound: InboundChannels::default(),
         runtime: tokio::runtime::Handle::current(),
+        transport: ClusterTransport::default(),
     };
     let inbound = exchange.inbound.clone();
     let jobs = DeployedJobs::new("tm".into(), Vec::new(), Some(exchange), std::env::temp_dir());
@@ -65,14 +71,22 @@ async fn batches_and_control_events_arrive_in_order() {
     let (address, inbound) = serve().await;
     let (tx, mut rx) = mpsc::channel(4);
     inbound.register(key(), tx);
-    let mut sender =
-        RemoteSender::connect(&tokio::runtime::Handle::current(), &address, key(), NETWORK_CREDITS).unwrap();
+    let mut sender = RemoteSender::connect(
+        (&tokio::runtime::Handle::current(), &ClusterTransport::default()),
+        &address,
+        key(),
+        NETWORK_CREDITS,
+    )
+    .unwrap();
     let producer = tokio::spawn(async move {
         for i in 0..100 {
-            sender.send(&StreamEvent::Data(batch(i * 1000, 1000))).await.unwrap();
-            sender.send(&StreamEvent::Watermark(i)).await.unwrap();
+            sender
+                .send(&StreamEvent::Data(batch(i * 1000, 1000)), &WAITED)
+                .await
+                .unwrap();
+            sender.send(&StreamEvent::Watermark(i), &WAITED).await.unwrap();
         }
-        sender.send(&StreamEvent::EndOfStream).await.unwrap();
+        sender.send(&StreamEvent::EndOfStream, &WAITED).await.unwrap();
     });
     for i in 0..100 {
         match rx.recv().await.unwrap() {
@@ -91,12 +105,17 @@ async fn a_consumer_that_stops_reading_stops_the_producer() {
     let capacity = 2;
     let (tx, mut rx) = mpsc::channel(capacity);
     inbound.register(key(), tx);
-    let mut sender =
-        RemoteSender::connect(&tokio::runtime::Handle::current(), &address, key(), NETWORK_CREDITS).unwrap();
+    let mut sender = RemoteSender::connect(
+        (&tokio::runtime::Handle::current(), &ClusterTransport::default()),
+        &address,
+        key(),
+        NETWORK_CREDITS,
+    )
+    .unwrap();
     let (sent_tx, mut sent) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         for i in 0..1000 {
-            sender.send(&StreamEvent::Data(batch(i, 1024))).await.unwrap();
+            sender.send(&StreamEvent::Data(batch(i, 1024)), &WAITED).await.unwrap();
             sent_tx.send(i).unwrap();
         }
     });

@@ -40,6 +40,9 @@ pub struct JobRecord {
     /// The latest completed checkpoints, oldest first (at most `KEEP_CHECKPOINTS`).
     #[serde(default)]
     pub checkpoints: Vec<CompletedCheckpoint>,
+    /// How many checkpoints completed over the job's life, every attempt.
+    #[serde(default)]
+    pub checkpoints_completed: u64,
     /// The savepoint the job started from: where it resumes until its first checkpoint.
     #[serde(default)]
     pub from_savepoint: Option<RestoreFrom>,
@@ -70,10 +73,21 @@ pub struct PartitionLedger {
     pub committed_through: Option<i64>,
     /// The latest commits, oldest first.
     pub recent: Vec<PartitionCommit>,
+    /// How many partitions were committed, with their rows and bytes, over the job's life.
+    #[serde(default)]
+    pub committed: CommitTotals,
     /// The sink's input ended (every subtask finished): once the rest is committed, the
     /// job is finished.
     #[serde(default)]
     pub input_ended: bool,
+}
+
+/// Running totals of a sink's partition commits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitTotals {
+    pub partitions: u64,
+    pub rows: u64,
+    pub bytes: u64,
 }
 
 impl PartitionLedger {
@@ -278,6 +292,7 @@ impl ClusterState {
                         submitted_at_ms: *submitted_at_ms,
                         placement: Vec::new(),
                         checkpoints: Vec::new(),
+                        checkpoints_completed: 0,
                         from_savepoint: from_savepoint.clone(),
                         partitions: BTreeMap::new(),
                     },
@@ -328,6 +343,7 @@ impl ClusterState {
                         .add(s.watermark, &s.buckets);
                 }
                 job.checkpoints.push(checkpoint.clone());
+                job.checkpoints_completed += 1;
                 let excess = job.checkpoints.len().saturating_sub(KEEP_CHECKPOINTS);
                 job.checkpoints.drain(..excess);
                 CommandOutcome::Applied
@@ -351,6 +367,9 @@ impl ClusterState {
                 ledger.committed_through = Some(commit.bucket);
                 ledger.pending = ledger.pending.split_off(&(commit.bucket + 1));
                 ledger.recent.push(commit.clone());
+                ledger.committed.partitions += 1;
+                ledger.committed.rows += commit.rows;
+                ledger.committed.bytes += commit.bytes;
                 let excess = ledger.recent.len().saturating_sub(KEEP_COMMITS);
                 ledger.recent.drain(..excess);
                 CommandOutcome::Applied

@@ -13,10 +13,10 @@ use openraft::raft::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
 use weir_proto::raft::RaftMessage;
 use weir_proto::raft::raft_service_client::RaftServiceClient;
 use weir_proto::raft::raft_service_server::RaftService;
+use weir_taskmanager::transport::{AuthChannel, ClusterTransport};
 
 use crate::raft::types::{NodeId, Raft, TypeConfig};
 
@@ -24,20 +24,24 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Makes clients for peers; a client connects lazily and reconnects by itself.
 #[derive(Clone, Default)]
-pub struct GrpcNetwork;
+pub struct GrpcNetwork {
+    pub transport: ClusterTransport,
+}
 
 pub struct GrpcPeer {
     target: NodeId,
-    client: Result<RaftServiceClient<Channel>, String>,
+    client: Result<RaftServiceClient<AuthChannel>, String>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
     type Network = GrpcPeer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> GrpcPeer {
-        let client = Endpoint::from_shared(format!("http://{}", node.addr))
-            .map(|e| RaftServiceClient::new(e.connect_timeout(CONNECT_TIMEOUT).connect_lazy()))
-            .map_err(|e| format!("bad address {} of coordinator {target}: {e}", node.addr));
+        let client = self
+            .transport
+            .channel(&node.addr, CONNECT_TIMEOUT)
+            .map(RaftServiceClient::new)
+            .map_err(|e| format!("coordinator {target}: {e}"));
         GrpcPeer { target, client }
     }
 }

@@ -11,13 +11,14 @@ use openraft::error::{ClientWriteError, RaftError};
 use tonic::{Request, Response, Status};
 use weir_common::source_position::{RestoreFrom, RestoredSource, SourcePosition};
 use weir_common::spec_loader::parse_spec;
+use weir_common::storage_roots::StorageRoots;
 use weir_common::validation::validate;
-use weir_common::{JobGraph, JobSpec, VertexKind};
+use weir_common::{EdgePartitioning, JobGraph, JobSpec, VertexKind};
 use weir_proto::job::job_service_server::JobService;
 use weir_proto::job::{
     CancelRequest, CompletedCheckpoint as WireCheckpoint, GetRequest, JobState as WireState, JobStatus, ListRequest,
     ListResponse, PartitionCommitStatus, PlacedSubtask as WirePlaced, SavepointRequest, SavepointResponse, SinkCommits,
-    SourceSnapshot as WireSourceSnapshot, SpecError, SubmitRequest, SubmitResponse,
+    SourceSnapshot as WireSourceSnapshot, SpecError, SubmitRequest, SubmitResponse, VertexEdge, VertexStatus,
 };
 use weir_taskmanager::state::checkpoint_storage::CheckpointStorage;
 
@@ -39,6 +40,8 @@ pub struct JobApi {
     pub watermarks: WatermarkAggregator,
     /// Checkpoint storage for specs that name none.
     pub checkpoint_storage: Option<String>,
+    /// Where specs may read and write.
+    pub storage_roots: StorageRoots,
 }
 
 /// Turns "not the leader" into a redirect, anything else into UNAVAILABLE.
@@ -85,6 +88,42 @@ impl JobApi {
             .ok_or_else(|| Status::not_found(format!("no job '{job_id}'")))?;
         status.vertices = self.supervisor.vertices(job_id);
         status.alignment = self.watermarks.status(job_id);
+        let spec_json = self
+            .state
+            .read(|d| d.cluster.jobs.get(job_id).map(|j| j.spec_json.clone()));
+        let graph = spec_json
+            .and_then(|s| parse_spec(&s, &[]).ok())
+            .and_then(|spec| validate(&spec).ok());
+        if let Some(graph) = graph {
+            status.edges = graph
+                .edges
+                .iter()
+                .map(|e| VertexEdge {
+                    from: e.from.0 as u32,
+                    to: e.to.0 as u32,
+                    partitioning: match e.partitioning {
+                        EdgePartitioning::Forward => "forward",
+                        EdgePartitioning::Hash { .. } => "hash",
+                        EdgePartitioning::Rebalance => "rebalance",
+                    }
+                    .into(),
+                })
+                .collect();
+            // A job that does not run has no live figures; its graph still shows.
+            if status.vertices.is_empty() {
+                status.vertices = graph
+                    .vertices
+                    .iter()
+                    .map(|v| VertexStatus {
+                        name: v.name.clone(),
+                        parallelism: v.parallelism,
+                        kind: v.kind.label().into(),
+                        watermark: i64::MIN,
+                        ..Default::default()
+                    })
+                    .collect();
+            }
+        }
         Ok(status)
     }
 }
@@ -160,6 +199,7 @@ pub fn to_wire(job: &JobRecord) -> JobStatus {
                     .collect(),
             })
             .collect(),
+        edges: Vec::new(),
     }
 }
 
@@ -283,6 +323,17 @@ impl JobService for JobApi {
             Ok(s) => s,
             Err(e) => return Ok(refused(e)),
         };
+        // The spec's own paths, before the cluster's default checkpoint storage fills in.
+        let mut outside = self.storage_roots.check_spec(&spec);
+        if !req.from_savepoint.is_empty()
+            && let Err(m) = self.storage_roots.check(&req.from_savepoint)
+        {
+            outside.push(weir_common::SpecError::new("from_savepoint", m));
+        }
+        if !outside.is_empty() {
+            tracing::warn!(job = %spec.name, refused = outside.len(), "spec names paths outside the allowed storage roots");
+            return Ok(refused(weir_common::SpecErrors(outside)));
+        }
         if let Some(c) = spec.checkpoint.as_mut()
             && c.storage.is_none()
         {

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use tokio::sync::oneshot;
-use tonic::transport::{Channel, Endpoint};
 use weir_common::event_time::WATERMARK_MIN;
 use weir_common::partition_commit::SinkCommitReport;
 use weir_common::source_position::RestoreFrom;
@@ -26,11 +25,12 @@ use weir_common::state_handle::StateHandle;
 use weir_common::validation::validate;
 use weir_common::{JobGraph, VertexKind};
 use weir_proto::cluster::{SubtaskReport, SubtaskState};
-use weir_proto::job::VertexStatus;
+use weir_proto::job::{PartitionStatus, VertexStatus};
 use weir_proto::taskmanager::task_manager_service_client::TaskManagerServiceClient;
 use weir_proto::taskmanager::{CancelRequest, DeployRequest, SubtaskPlacement, TriggerCheckpointRequest};
 use weir_taskmanager::state::checkpoint_storage::{CheckpointStorage, StorageError};
 use weir_taskmanager::state::job_prefix;
+use weir_taskmanager::transport::{AuthChannel, ClusterTransport};
 
 use crate::partition_committer::ended_and_settled;
 use crate::raft::cluster_state::{
@@ -305,7 +305,8 @@ pub struct JobSupervisor {
     handle: SupervisorHandle,
     jobs: HashMap<String, Supervised>,
     leader_since: Option<Instant>,
-    channels: HashMap<String, Channel>,
+    channels: HashMap<String, AuthChannel>,
+    transport: ClusterTransport,
 }
 
 impl JobSupervisor {
@@ -315,6 +316,7 @@ impl JobSupervisor {
         registry: Registry,
         policy: RestartPolicy,
         handle: SupervisorHandle,
+        transport: ClusterTransport,
     ) -> Self {
         Self {
             raft,
@@ -325,6 +327,7 @@ impl JobSupervisor {
             jobs: HashMap::new(),
             leader_since: None,
             channels: HashMap::new(),
+            transport,
         }
     }
 
@@ -1030,14 +1033,14 @@ impl JobSupervisor {
         None
     }
 
-    fn channel(&mut self, address: &str) -> Channel {
+    fn channel(&mut self, address: &str) -> AuthChannel {
+        let transport = &self.transport;
         self.channels
             .entry(address.to_string())
             .or_insert_with(|| {
-                Endpoint::from_shared(format!("http://{address}"))
-                    .expect("task manager addresses are host:port")
-                    .connect_timeout(Duration::from_secs(2))
-                    .connect_lazy()
+                transport
+                    .channel(address, Duration::from_secs(2))
+                    .expect("task manager addresses are checked when they register")
             })
             .clone()
     }
@@ -1057,6 +1060,14 @@ impl JobSupervisor {
                 max_disorder_ms: 0,
                 late_records: 0,
                 dead_letters: 0,
+                kind: v.kind.label().to_string(),
+                busy_ns: 0,
+                backpressured_ns: 0,
+                input_fill: 0.0,
+                bytes_in: 0,
+                bytes_out: 0,
+                errors: 0,
+                partitions: Vec::new(),
             })
             .collect();
         let mut watermarks: Vec<Vec<i64>> = vec![Vec::new(); vertices.len()];
@@ -1070,11 +1081,30 @@ impl JobSupervisor {
                 v.late_records += m.late_records;
                 v.dead_letters += m.dead_letters;
                 v.max_disorder_ms = v.max_disorder_ms.max(m.max_disorder_ms);
+                v.busy_ns += m.busy_ns;
+                v.backpressured_ns += m.backpressured_ns;
+                v.bytes_in += m.bytes_in;
+                v.bytes_out += m.bytes_out;
+                v.errors += m.errors;
+                if m.input_capacity > 0 {
+                    v.input_fill = v.input_fill.max(m.input_queued as f64 / m.input_capacity as f64);
+                }
+                v.partitions.extend(m.splits.iter().map(|s| PartitionStatus {
+                    subtask: r.subtask,
+                    name: s.name.clone(),
+                    watermark: s.watermark,
+                    paused: s.paused,
+                    lag: s.lag,
+                }));
                 if let Some(slot) = v.task_managers.get_mut(r.subtask as usize) {
                     *slot = tm.clone();
                 }
                 watermarks[m.vertex as usize].push(m.watermark);
             }
+        }
+        for v in &mut vertices {
+            v.partitions
+                .sort_by(|a, b| (a.subtask, &a.name).cmp(&(b.subtask, &b.name)));
         }
         for (v, wms) in vertices.iter_mut().zip(watermarks) {
             if wms.len() == v.parallelism as usize {

@@ -1,6 +1,8 @@
 //! `coordinator serve`: a member of the Raft group serving the Raft transport and the job
 //! API on one gRPC port.
 
+pub mod console;
+pub mod coordinator_metrics;
 pub mod job_api;
 pub mod job_supervisor;
 pub mod serve;

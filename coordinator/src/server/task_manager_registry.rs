@@ -145,6 +145,12 @@ impl TaskManagerRegistry for Registry {
                 "a task manager needs an id and at least one slot",
             ));
         }
+        if tonic::transport::Endpoint::from_shared(format!("http://{}", req.address)).is_err() {
+            return Err(Status::invalid_argument(format!(
+                "task manager address '{}' is not host:port",
+                req.address
+            )));
+        }
         let mut tms = self.task_managers.lock().expect("registry lock");
         let known = tms.contains_key(&req.task_manager_id);
         tms.insert(

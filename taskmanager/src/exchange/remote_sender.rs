@@ -2,12 +2,13 @@
 //! thread; a task on the task manager's runtime owns the gRPC stream, feeds it the frames
 //! and turns the consumer's credits into permits. A frame is sent only against a permit.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use tokio::runtime::Handle;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, TryAcquireError, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
 use weir_proto::taskmanager::exchange_frame::Kind;
 use weir_proto::taskmanager::task_manager_service_client::TaskManagerServiceClient;
 use weir_proto::taskmanager::{ChannelHeader, ExchangeFrame};
@@ -17,6 +18,8 @@ use super::ipc_codec::BatchEncoder;
 use super::{CONNECTION_WINDOW, KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT, STREAM_WINDOW};
 use crate::error::TaskError;
 use crate::runtime::stream_event::StreamEvent;
+use crate::runtime::subtask_metrics::SubtaskMetrics;
+use crate::transport::ClusterTransport;
 
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -31,11 +34,17 @@ pub struct RemoteSender {
 
 impl RemoteSender {
     /// Opens the channel to the consumer at `address`; the stream starts on `runtime`.
-    pub fn connect(runtime: &Handle, address: &str, key: ChannelKey, capacity: usize) -> Result<Self, TaskError> {
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+    pub fn connect(
+        (runtime, transport): (&Handle, &ClusterTransport),
+        address: &str,
+        key: ChannelKey,
+        capacity: usize,
+    ) -> Result<Self, TaskError> {
+        let endpoint = transport
+            .endpoint(address)
             .map_err(|e| TaskError::Exchange {
                 channel: key.to_string(),
-                message: format!("bad address '{address}': {e}"),
+                message: e.to_string(),
             })?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
@@ -53,9 +62,10 @@ impl RemoteSender {
         let credits = Arc::new(Semaphore::new(0));
         let failure = Arc::new(OnceLock::new());
         let (task_credits, task_failure, channel) = (credits.clone(), failure.clone(), key.to_string());
+        let transport = transport.clone();
         runtime.spawn(async move {
             let result = async {
-                let mut client = TaskManagerServiceClient::new(endpoint.connect().await?);
+                let mut client = TaskManagerServiceClient::new(transport.authorize(endpoint.connect().await?));
                 let mut grants = client.exchange(ReceiverStream::new(rx)).await?.into_inner();
                 while let Some(grant) = grants.message().await? {
                     task_credits.add_permits(grant.credits as usize);
@@ -89,7 +99,8 @@ impl RemoteSender {
         }
     }
 
-    pub async fn send(&mut self, event: &StreamEvent) -> Result<(), TaskError> {
+    /// Sends one event; the time spent waiting for a credit is added to `waited_ns`.
+    pub async fn send(&mut self, event: &StreamEvent, waited_ns: &AtomicU64) -> Result<(), TaskError> {
         let kind = match event {
             StreamEvent::Data(batch) => Kind::Batch(self.encoder.encode(batch).map_err(|e| TaskError::Exchange {
                 channel: self.key.to_string(),
@@ -100,7 +111,17 @@ impl RemoteSender {
             StreamEvent::EndOfStream => Kind::EndOfStream(true),
             StreamEvent::Idle(idle) => Kind::Idle(*idle),
         };
-        match self.credits.acquire().await {
+        let permit = match self.credits.try_acquire() {
+            Ok(permit) => Ok(permit),
+            Err(TryAcquireError::Closed) => return Err(self.error("sending")),
+            Err(TryAcquireError::NoPermits) => {
+                let since = Instant::now();
+                let permit = self.credits.acquire().await;
+                SubtaskMetrics::add_elapsed(waited_ns, since);
+                permit
+            }
+        };
+        match permit {
             Ok(permit) => permit.forget(),
             Err(_) => return Err(self.error("sending")),
         }

@@ -94,9 +94,8 @@ pub struct LookupJoin {
     pending: Option<Pending>,
     letters: Vec<DeadLetter>,
     dead_letters: DeadLetterQueue,
+    /// Its `errors` count the rows whose lookup failed.
     metrics: Arc<SubtaskMetrics>,
-    /// Rows that got nulls because their lookup failed.
-    pub failed_lookups: u64,
 }
 
 impl LookupJoin {
@@ -155,7 +154,6 @@ impl LookupJoin {
             letters: Vec::new(),
             dead_letters,
             metrics,
-            failed_lookups: 0,
         })
     }
 
@@ -379,9 +377,9 @@ impl LookupJoin {
         }
         let mut batch = self.enriched(&p.batch, &rows)?;
         if let Some(reason) = failed.filter(|_| !lost.is_empty()) {
+            SubtaskMetrics::add(&self.metrics.errors, lost.len() as u64);
             match self.on_failure {
                 LookupFailureSpec::Null => {
-                    self.failed_lookups += lost.len() as u64;
                     tracing::warn!(operator = %self.name, rows = lost.len(), error = %reason, "lookup failed: nulls");
                 }
                 LookupFailureSpec::DeadLetter => {
@@ -612,7 +610,7 @@ mod tests {
         redis.cli(&["HSET", "user:1", "country", "it"]);
         let out = run(&mut op, StreamEvent::Data(batch(&[1], T0)));
         assert_eq!(looked_up(&out), vec![some("fr", 31)], "answered from the cache");
-        assert_eq!(op.failed_lookups, 0);
+        assert_eq!(op.metrics.errors.load(std::sync::atomic::Ordering::Relaxed), 0);
     }
 
     #[test]
@@ -630,7 +628,7 @@ mod tests {
         redis.down();
         let out = run(&mut nulls, StreamEvent::Data(batch(&[1, 5], T0)));
         assert_eq!(looked_up(&out), vec![(None, None), (None, None)]);
-        assert_eq!(nulls.failed_lookups, 2);
+        assert_eq!(nulls.metrics.errors.load(std::sync::atomic::Ordering::Relaxed), 2);
         let out = run(&mut dead, StreamEvent::Data(batch(&[1, 5], T0)));
         assert_eq!(
             looked_up(&out),

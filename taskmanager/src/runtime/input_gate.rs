@@ -22,6 +22,8 @@
 //! idleness reaches the sinks, which commit an idle stream's partitions.
 
 use std::future::poll_fn;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -30,6 +32,7 @@ use weir_common::event_time::{WATERMARK_MAX, WATERMARK_MIN};
 
 use crate::error::TaskError;
 use crate::runtime::stream_event::StreamEvent;
+use crate::runtime::subtask_metrics::SubtaskMetrics;
 
 /// A barrier being aligned: its checkpoint id and which channels delivered it.
 struct Alignment {
@@ -57,6 +60,8 @@ pub struct InputGate {
     last_barrier: Option<u64>,
     /// How long the last completed alignment held channels back, with its checkpoint.
     last_alignment: Option<(u64, Duration)>,
+    /// The head vertex's counters, where the gate records how full its channels are.
+    metrics: Option<Arc<SubtaskMetrics>>,
 }
 
 impl InputGate {
@@ -82,7 +87,18 @@ impl InputGate {
             aligning: None,
             last_barrier: None,
             last_alignment: None,
+            metrics: None,
         }
+    }
+
+    /// Records the fill of the gate's channels in `metrics` at every read.
+    pub fn with_metrics(mut self, metrics: Arc<SubtaskMetrics>) -> Self {
+        metrics.input_capacity.store(
+            self.channels.iter().map(|c| c.max_capacity() as u64).sum(),
+            Ordering::Relaxed,
+        );
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The next events for the chain: a batch, an advanced watermark, an aligned barrier,
@@ -225,6 +241,10 @@ impl InputGate {
                 }
                 if let Poll::Ready(ev) = self.channels[i].poll_recv(cx) {
                     self.next_poll = (i + 1) % n;
+                    if let Some(m) = &self.metrics {
+                        let queued = self.channels.iter().map(|c| c.len() as u64).sum();
+                        m.input_queued.store(queued, Ordering::Relaxed);
+                    }
                     return Poll::Ready((i, ev));
                 }
             }

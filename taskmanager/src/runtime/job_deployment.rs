@@ -36,6 +36,7 @@ use crate::runtime::subtask_actor::{ChainTail, SubtaskActor, SubtaskDone, Subtas
 use crate::runtime::subtask_metrics::JobMetrics;
 use crate::runtime::watermark_alignment::{AlignmentMember, AlignmentSlots};
 use crate::state::StateServices;
+use crate::transport::ClusterTransport;
 
 /// Batches in flight per channel: enough to keep both ends busy, small enough that memory
 /// stays bounded (a few MB per channel at 8192-row batches).
@@ -108,6 +109,8 @@ pub struct Exchange {
     pub inbound: InboundChannels,
     /// The runtime that carries the network streams.
     pub runtime: tokio::runtime::Handle,
+    /// TLS and the token for connections to other task managers.
+    pub transport: ClusterTransport,
 }
 
 /// Where a subtask runs.
@@ -187,7 +190,7 @@ pub fn deploy(
                     (true, Some(address)) => {
                         let ex = exchange()?;
                         channels.push(ChannelSender::Remote(Box::new(RemoteSender::connect(
-                            &ex.runtime,
+                            (&ex.runtime, &ex.transport),
                             &address,
                             key(j),
                             NETWORK_CREDITS,
@@ -280,16 +283,20 @@ pub fn deploy(
                 }
                 _ => {
                     let (sides, channels) = inputs.remove(&(task.id, s)).unwrap_or_default().into_iter().unzip();
-                    TaskInput::Gate(InputGate::with_inputs(channels, sides))
+                    TaskInput::Gate(InputGate::with_inputs(channels, sides).with_metrics(ctx.metrics.get(head.id.0, s)))
                 }
             };
             let tail_vertex = graph.vertex(task.tail());
             let tail = if matches!(tail_vertex.kind, VertexKind::Sink(_)) && !chain_vertices.is_empty() {
                 chain_vertices = &chain_vertices[..chain_vertices.len() - 1];
-                ChainTail::Sink(build_sink(&graph.name, tail_vertex, task.id, s, ctx)?)
+                ChainTail::Sink(
+                    build_sink(&graph.name, tail_vertex, task.id, s, ctx)?,
+                    ctx.metrics.get(tail_vertex.id.0, s),
+                )
             } else {
                 ChainTail::Output(OutputGate {
                     edges: outputs.remove(&(task.id, s)).unwrap_or_default(),
+                    metrics: ctx.metrics.get(tail_vertex.id.0, s),
                 })
             };
             let mut operators = Vec::with_capacity(chain_vertices.len());

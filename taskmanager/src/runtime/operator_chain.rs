@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::future::BoxFuture;
 
@@ -62,10 +63,10 @@ impl OperatorChain {
     pub fn process(&mut self, mut events: Vec<StreamEvent>, input: usize) -> Result<Vec<StreamEvent>, TaskError> {
         let mut input = input;
         for op in &mut self.operators {
+            let started = Instant::now();
             let mut out = Vec::with_capacity(events.len());
             if op.operator.has_deferred_output() {
                 op.operator.resume(&mut out)?;
-                SubtaskMetrics::add(&op.metrics.records_out, rows(&out));
             }
             op.backlog.extend(events.into_iter().map(|e| (input, e)));
             input = 0;
@@ -73,10 +74,10 @@ impl OperatorChain {
                 let Some((from, event)) = op.backlog.pop_front() else {
                     break;
                 };
-                let before = out.len();
                 match event {
                     StreamEvent::Data(batch) => {
                         SubtaskMetrics::add(&op.metrics.records_in, batch.num_rows() as u64);
+                        SubtaskMetrics::add(&op.metrics.bytes_in, batch.get_array_memory_size() as u64);
                         op.operator.on_input_batch(from, batch, &mut out)?;
                     }
                     StreamEvent::Watermark(wm) => {
@@ -87,22 +88,18 @@ impl OperatorChain {
                     StreamEvent::EndOfStream => out.push(StreamEvent::EndOfStream),
                     StreamEvent::Idle(idle) => out.push(StreamEvent::Idle(idle)),
                 }
-                SubtaskMetrics::add(&op.metrics.records_out, rows(&out[before..]));
             }
+            for event in &out {
+                if let StreamEvent::Data(b) = event {
+                    SubtaskMetrics::add(&op.metrics.records_out, b.num_rows() as u64);
+                    SubtaskMetrics::add(&op.metrics.bytes_out, b.get_array_memory_size() as u64);
+                }
+            }
+            SubtaskMetrics::add_elapsed(&op.metrics.busy_ns, started);
             events = out;
         }
         Ok(events)
     }
-}
-
-fn rows(events: &[StreamEvent]) -> u64 {
-    events
-        .iter()
-        .map(|e| match e {
-            StreamEvent::Data(b) => b.num_rows() as u64,
-            _ => 0,
-        })
-        .sum()
 }
 
 #[cfg(test)]

@@ -5,12 +5,18 @@
 //! of credits): that wait is the backpressure that slows a source down to the pace of its
 //! slowest consumer.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 
 use crate::error::TaskError;
 use crate::exchange::remote_sender::RemoteSender;
 use crate::runtime::key_partitioner::KeyPartitioner;
 use crate::runtime::stream_event::StreamEvent;
+use crate::runtime::subtask_metrics::SubtaskMetrics;
 
 pub enum Routing {
     /// One channel: the consumer subtask with the same index.
@@ -27,13 +33,21 @@ pub enum ChannelSender {
 }
 
 impl ChannelSender {
-    async fn send(&mut self, ev: StreamEvent, consumer: &str) -> Result<(), TaskError> {
+    /// Sends one event; the time spent waiting for room is added to `waited_ns`.
+    async fn send(&mut self, ev: StreamEvent, consumer: &str, waited_ns: &AtomicU64) -> Result<(), TaskError> {
+        let gone = || TaskError::PeerGone(format!("consumer '{consumer}'"));
         match self {
-            ChannelSender::Local(ch) => ch
-                .send(ev)
-                .await
-                .map_err(|_| TaskError::PeerGone(format!("consumer '{consumer}'"))),
-            ChannelSender::Remote(r) => r.send(&ev).await,
+            ChannelSender::Local(ch) => match ch.try_send(ev) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Closed(_)) => Err(gone()),
+                Err(TrySendError::Full(ev)) => {
+                    let since = Instant::now();
+                    let sent = ch.send(ev).await.map_err(|_| gone());
+                    SubtaskMetrics::add_elapsed(waited_ns, since);
+                    sent
+                }
+            },
+            ChannelSender::Remote(r) => r.send(&ev, waited_ns).await,
         }
     }
 }
@@ -47,13 +61,16 @@ pub struct OutputEdge {
 
 pub struct OutputGate {
     pub edges: Vec<OutputEdge>,
+    /// The chain's last vertex: its `backpressured_ns` counts the waits for room.
+    pub metrics: Arc<SubtaskMetrics>,
 }
 
 impl OutputGate {
     pub async fn emit(&mut self, events: Vec<StreamEvent>) -> Result<(), TaskError> {
+        let waited = &self.metrics.backpressured_ns;
         for event in events {
             for edge in &mut self.edges {
-                edge.send(&event).await?;
+                edge.send(&event, waited).await?;
             }
         }
         Ok(())
@@ -61,13 +78,13 @@ impl OutputGate {
 }
 
 impl OutputEdge {
-    async fn send(&mut self, event: &StreamEvent) -> Result<(), TaskError> {
+    async fn send(&mut self, event: &StreamEvent, waited: &AtomicU64) -> Result<(), TaskError> {
         match (event, &mut self.routing) {
             (StreamEvent::Data(batch), Routing::Hash(p)) => {
                 let parts = p.split(batch).map_err(|e| TaskError::arrow(&self.consumer, e))?;
                 for (target, part) in parts {
                     self.channels[target]
-                        .send(StreamEvent::Data(part), &self.consumer)
+                        .send(StreamEvent::Data(part), &self.consumer, waited)
                         .await?;
                 }
             }
@@ -75,13 +92,13 @@ impl OutputEdge {
                 let target = *next;
                 *next = (*next + 1) % self.channels.len();
                 self.channels[target]
-                    .send(StreamEvent::Data(batch.clone()), &self.consumer)
+                    .send(StreamEvent::Data(batch.clone()), &self.consumer, waited)
                     .await?;
             }
             // Forward data, and every control event, goes to all channels of the edge.
             _ => {
                 for ch in &mut self.channels {
-                    ch.send(event.clone(), &self.consumer).await?;
+                    ch.send(event.clone(), &self.consumer, waited).await?;
                 }
             }
         }
@@ -91,7 +108,6 @@ impl OutputEdge {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
     use arrow::array::Int32Array;
@@ -114,14 +130,29 @@ mod tests {
                 channels: vec![ChannelSender::Local(tx)],
                 consumer: "slow".into(),
             }],
+            metrics: Arc::default(),
         };
         gate.emit(vec![batch(), batch()]).await.unwrap();
+        assert_eq!(
+            gate.metrics.backpressured_ns.load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
         let blocked = tokio::time::timeout(Duration::from_millis(200), gate.emit(vec![batch()])).await;
         assert!(blocked.is_err(), "the third batch must wait for the consumer");
-        rx.recv().await.unwrap();
+        let reader = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            rx.recv().await.unwrap();
+            rx
+        });
         tokio::time::timeout(Duration::from_secs(5), gate.emit(vec![batch()]))
             .await
             .expect("room again once the consumer read one")
             .unwrap();
+        let waited = Duration::from_nanos(gate.metrics.backpressured_ns.load(std::sync::atomic::Ordering::Relaxed));
+        assert!(
+            waited >= Duration::from_millis(50),
+            "the wait for room counts as backpressure: {waited:?}"
+        );
+        drop(reader.await.unwrap());
     }
 }

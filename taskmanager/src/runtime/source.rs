@@ -98,6 +98,12 @@ pub trait SourceReader: Send {
         None
     }
 
+    /// How many records of split `split` wait to be read (a Kafka partition's lag behind
+    /// its high watermark), where the reader knows.
+    fn split_lag(&self, _split: usize) -> Option<i64> {
+        None
+    }
+
     /// How status names split `split` (a Kafka reader: `topic/partition`).
     fn split_name(&self, split: usize) -> String {
         split.to_string()

@@ -19,7 +19,7 @@ use crate::runtime::held_rows::HeldRows;
 use crate::runtime::source::{SourceOutput, SourceReader};
 use crate::runtime::split_watermarks::SplitWatermarks;
 use crate::runtime::stream_event::StreamEvent;
-use crate::runtime::subtask_metrics::SubtaskMetrics;
+use crate::runtime::subtask_metrics::{SplitMetrics, SubtaskMetrics};
 use crate::runtime::watermark_alignment::AlignedSource;
 
 /// How long an aligned source waits for its group's first allowance.
@@ -45,7 +45,12 @@ pub struct SourceDriver {
     /// Every split is idle: downstream was told (`StreamEvent::Idle`).
     idle: bool,
     finished: bool,
+    /// When the splits' standing was last copied to the metrics.
+    splits_published: Option<Instant>,
 }
+
+/// How often a source copies its splits' standing (watermark, pause, lag) to its metrics.
+const SPLIT_METRICS_EVERY: Duration = Duration::from_secs(1);
 
 impl SourceDriver {
     #[allow(clippy::too_many_arguments)]
@@ -75,6 +80,7 @@ impl SourceDriver {
             watermark: WATERMARK_MIN,
             idle: false,
             finished: false,
+            splits_published: None,
         }
     }
 
@@ -153,6 +159,27 @@ impl SourceDriver {
         }
     }
 
+    /// Copies each split's watermark, pause and lag to the metrics, at most once per
+    /// `SPLIT_METRICS_EVERY`.
+    fn publish_splits(&mut self, now: Instant) {
+        if self
+            .splits_published
+            .is_some_and(|at| now.duration_since(at) < SPLIT_METRICS_EVERY)
+        {
+            return;
+        }
+        self.splits_published = Some(now);
+        let splits = (0..self.reader.splits())
+            .map(|split| SplitMetrics {
+                name: self.reader.split_name(split),
+                watermark: self.splits.split_watermark(split),
+                paused: self.paused.get(split).copied().unwrap_or(false),
+                lag: self.reader.split_lag(split),
+            })
+            .collect();
+        *self.metrics.splits.lock().expect("splits lock") = splits;
+    }
+
     /// Rows of `split` go downstream (and count for its watermark).
     fn emit(&mut self, split: usize, batch: RecordBatch, now: Instant, events: &mut Vec<StreamEvent>) {
         let max = max_event_time(&batch, self.event_time_column);
@@ -196,7 +223,9 @@ impl SourceDriver {
                     vertex: self.vertex.to_string(),
                     message: "raw records but no format".into(),
                 })?;
+                let decoding = Instant::now();
                 let (batch, rejected) = decoder.decode(&raw)?;
+                SubtaskMetrics::add_elapsed(&self.metrics.busy_ns, decoding);
                 SubtaskMetrics::add(&self.metrics.dead_letters, rejected.len() as u64);
                 let mut positions = Vec::new();
                 if self.held.is_some() {
@@ -253,6 +282,7 @@ impl SourceDriver {
             }
         }
         self.align(now, &mut events);
+        self.publish_splits(now);
         let watermark = self.splits.watermark(now);
         if watermark.is_some() == self.idle {
             self.idle = !self.idle;

@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use actix::prelude::*;
 use tokio::sync::mpsc;
@@ -24,7 +25,7 @@ use crate::runtime::output_gate::OutputGate;
 use crate::runtime::sink::{Sink, SinkReport};
 use crate::runtime::source_driver::SourceDriver;
 use crate::runtime::stream_event::StreamEvent;
-use crate::runtime::subtask_metrics::CheckpointProgress;
+use crate::runtime::subtask_metrics::{CheckpointProgress, SubtaskMetrics};
 
 /// Control messages are few; a small mailbox is plenty and keeps it bounded.
 const MAILBOX_CAPACITY: usize = 16;
@@ -48,7 +49,8 @@ impl TaskInput {
 
 pub enum ChainTail {
     Output(OutputGate),
-    Sink(Box<dyn Sink>),
+    /// A sink and its vertex's counters (its `busy_ns` counts the time spent writing).
+    Sink(Box<dyn Sink>, Arc<SubtaskMetrics>),
 }
 
 enum Step {
@@ -64,8 +66,10 @@ impl ChainTail {
                 gate.emit(events).await?;
                 Ok(if ended { Step::Finished(None) } else { Step::Continue })
             }
-            ChainTail::Sink(sink) => {
+            ChainTail::Sink(sink, metrics) => {
+                let since = Instant::now();
                 sink.write(events).await?;
+                SubtaskMetrics::add_elapsed(&metrics.busy_ns, since);
                 if ended {
                     Ok(Step::Finished(Some(sink.finish().await?)))
                 } else {

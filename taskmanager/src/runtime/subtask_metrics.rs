@@ -15,9 +15,27 @@ use crate::state::snapshot_progress::SnapshotProgress;
 pub struct SubtaskMetrics {
     pub records_in: AtomicU64,
     pub records_out: AtomicU64,
+    /// Sources: the raw bytes read; operators: the Arrow memory of the batches they took.
     pub bytes_in: AtomicU64,
+    /// Sinks: the bytes written; operators: the Arrow memory of the batches they gave.
+    pub bytes_out: AtomicU64,
+    /// Failures the vertex survived (a lookup that timed out, a request retried).
+    pub errors: AtomicU64,
     pub dead_letters: AtomicU64,
     pub late_records: AtomicU64,
+    /// Time spent processing (ns): in the operator, or writing for a sink.
+    pub busy_ns: AtomicU64,
+    /// Time the chain's output waited for room downstream (ns): backpressure. Counted on
+    /// the chain's last vertex.
+    pub backpressured_ns: AtomicU64,
+    /// The chain's input queues as last read: events queued and room (chain heads fed by
+    /// other tasks only).
+    pub input_queued: AtomicU64,
+    pub input_capacity: AtomicU64,
+    /// File sinks: part files open (written, not yet finished).
+    pub open_parts: AtomicU64,
+    /// Sources: each split's standing, refreshed about once a second.
+    pub splits: Mutex<Vec<SplitMetrics>>,
     pub watermark: AtomicI64,
     /// Event-time disorder at a sink: how far the furthest row arrived behind the greatest
     /// event time the subtask had seen (ms); what watermark alignment keeps small.
@@ -32,8 +50,16 @@ impl Default for SubtaskMetrics {
             records_in: AtomicU64::new(0),
             records_out: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
             dead_letters: AtomicU64::new(0),
             late_records: AtomicU64::new(0),
+            busy_ns: AtomicU64::new(0),
+            backpressured_ns: AtomicU64::new(0),
+            input_queued: AtomicU64::new(0),
+            input_capacity: AtomicU64::new(0),
+            open_parts: AtomicU64::new(0),
+            splits: Mutex::new(Vec::new()),
             watermark: AtomicI64::new(WATERMARK_MIN),
             max_disorder_ms: AtomicU64::new(0),
             max_event_time: AtomicI64::new(WATERMARK_MIN),
@@ -41,9 +67,24 @@ impl Default for SubtaskMetrics {
     }
 }
 
+/// One split (a Kafka partition) of a source subtask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitMetrics {
+    /// `topic/partition` for Kafka.
+    pub name: String,
+    pub watermark: i64,
+    /// Paused by watermark alignment: it ran ahead of its group.
+    pub paused: bool,
+    /// Records in the split not read yet, where the reader knows.
+    pub lag: Option<i64>,
+}
+
 impl SubtaskMetrics {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn add_elapsed(counter: &AtomicU64, since: std::time::Instant) {
+        counter.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
     pub fn set_watermark(&self, wm: i64) {
         self.watermark.store(wm, Ordering::Relaxed);

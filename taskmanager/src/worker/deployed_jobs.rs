@@ -18,7 +18,7 @@ use weir_common::key_groups::KeyGroupRange;
 use weir_common::source_position::RestoreFrom;
 use weir_common::spec_loader::parse_spec;
 use weir_common::validation::validate;
-use weir_proto::cluster::{SubtaskReport, SubtaskState, VertexMetrics};
+use weir_proto::cluster::{SplitReport, SubtaskReport, SubtaskState, VertexMetrics};
 use weir_proto::taskmanager::DeployRequest;
 
 use crate::dead_letter::DeadLetterWriter;
@@ -82,6 +82,18 @@ pub struct SubtaskStatus {
     pub report: Option<SinkReport>,
 }
 
+/// An attempt with subtasks running here, as metrics show it.
+pub struct RunningAttempt {
+    pub job_id: String,
+    pub job_name: String,
+    pub attempt: u32,
+    /// Every vertex of the job: name and kind.
+    pub vertices: Arc<[(String, &'static str)]>,
+    /// The running subtasks here, (task, subtask), with the vertices of their chains.
+    pub chains: Vec<((usize, u32), Vec<usize>)>,
+    pub metrics: JobMetrics,
+}
+
 /// How an attempt ended on this task manager.
 #[derive(Debug, Clone)]
 pub struct AttemptEnd {
@@ -113,6 +125,9 @@ impl AttemptState {
 
 struct JobAttempt {
     attempt: u32,
+    /// The job's name and its vertices' names and kinds, for metrics.
+    name: String,
+    vertices: Arc<[(String, &'static str)]>,
     actors: Vec<Addr<SubtaskActor>>,
     state: watch::Receiver<AttemptState>,
     /// (task, subtask) → the vertices of its chain.
@@ -387,6 +402,12 @@ impl DeployedJobs {
         ));
         Ok(JobAttempt {
             attempt,
+            name: graph.name.clone(),
+            vertices: graph
+                .vertices
+                .iter()
+                .map(|v| (v.name.clone(), v.kind.label()))
+                .collect(),
             actors,
             state: state_rx,
             chains,
@@ -403,6 +424,35 @@ impl DeployedJobs {
     /// running here move).
     pub fn metrics(&self, job: &str) -> Option<JobMetrics> {
         self.jobs.lock().expect("jobs lock").get(job).map(|a| a.metrics.clone())
+    }
+
+    /// The attempts here that have subtasks still running, with their counters.
+    pub fn running(&self) -> Vec<RunningAttempt> {
+        let jobs = self.jobs.lock().expect("jobs lock");
+        jobs.iter()
+            .filter(|(_, a)| a.state.borrow().ended.is_none())
+            .map(|(job_id, a)| {
+                let state = a.state.borrow();
+                RunningAttempt {
+                    job_id: job_id.clone(),
+                    job_name: a.name.clone(),
+                    attempt: a.attempt,
+                    vertices: a.vertices.clone(),
+                    chains: a
+                        .chains
+                        .iter()
+                        .filter(|(k, _)| {
+                            state
+                                .subtasks
+                                .get(k)
+                                .is_some_and(|s| s.state == SubtaskState::SubtaskRunning)
+                        })
+                        .map(|(k, v)| (*k, v.clone()))
+                        .collect(),
+                    metrics: a.metrics.clone(),
+                }
+            })
+            .collect()
     }
 
     /// Stops the attempts of `job` below `below_attempt` and waits until their subtasks
@@ -539,6 +589,25 @@ impl DeployedJobs {
                                 dead_letters: m.dead_letters.load(Ordering::Relaxed),
                                 late_records: m.late_records.load(Ordering::Relaxed),
                                 max_disorder_ms: m.max_disorder_ms.load(Ordering::Relaxed),
+                                busy_ns: m.busy_ns.load(Ordering::Relaxed),
+                                backpressured_ns: m.backpressured_ns.load(Ordering::Relaxed),
+                                input_queued: m.input_queued.load(Ordering::Relaxed),
+                                input_capacity: m.input_capacity.load(Ordering::Relaxed),
+                                bytes_in: m.bytes_in.load(Ordering::Relaxed),
+                                bytes_out: m.bytes_out.load(Ordering::Relaxed),
+                                errors: m.errors.load(Ordering::Relaxed),
+                                splits: m
+                                    .splits
+                                    .lock()
+                                    .expect("splits lock")
+                                    .iter()
+                                    .map(|s| SplitReport {
+                                        name: s.name.clone(),
+                                        watermark: s.watermark,
+                                        paused: s.paused,
+                                        lag: s.lag.unwrap_or(-1),
+                                    })
+                                    .collect(),
                             }
                         })
                         .collect(),

@@ -285,6 +285,10 @@ impl Sink for ParquetSink {
                 }
                 self.drain().await?;
             }
+            let (rows, bytes, open) = self.writer.progress();
+            self.metrics.records_out.store(rows, Ordering::Relaxed);
+            self.metrics.bytes_out.store(bytes, Ordering::Relaxed);
+            self.metrics.open_parts.store(open as u64, Ordering::Relaxed);
             Ok(())
         })
     }
@@ -305,7 +309,9 @@ impl Sink for ParquetSink {
             let rx = self.io_result.take().ok_or_else(|| self.gone())?;
             rx.await.map_err(|_| self.gone())??;
             self.io_thread = None;
-            SubtaskMetrics::add(&self.metrics.records_out, report.rows);
+            self.metrics.records_out.store(report.rows, Ordering::Relaxed);
+            self.metrics.bytes_out.store(report.bytes, Ordering::Relaxed);
+            self.metrics.open_parts.store(0, Ordering::Relaxed);
             Ok(report)
         })
     }

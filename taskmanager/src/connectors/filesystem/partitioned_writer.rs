@@ -310,6 +310,11 @@ impl PartitionedWriter {
         Ok(())
     }
 
+    /// Rows and bytes in the parts finished so far, and how many parts are open.
+    pub fn progress(&self) -> (u64, u64, usize) {
+        (self.report.rows, self.report.bytes, self.open.len())
+    }
+
     /// Rolls every open part; the report counts what the queued commands publish.
     pub fn finish(&mut self) -> Result<SinkReport, TaskError> {
         self.roll_all()?;

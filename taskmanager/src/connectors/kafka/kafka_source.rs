@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -26,7 +26,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use weir_common::source_position::{KafkaOffset, SourcePosition};
 use weir_common::spec::{KafkaSourceSpec, KafkaStart};
 
-use super::message_batch::{MessageBatch, MessageQueue, Queued};
+use super::message_batch::{MessageBatch, MessageQueue, Queued, cached_high_watermark};
 use super::partition_assignment::{TopicPartition, assigned_partitions};
 use crate::error::TaskError;
 use crate::runtime::source::{RawRecords, SourceOutput, SourceReader, foreign_position};
@@ -49,6 +49,10 @@ const CHANNEL_CHUNKS: usize = 4;
 
 /// A partition's records and the offset after the last of them.
 type Chunk = (RawRecords, i64);
+
+/// How often the consumer thread copies librdkafka's cached high watermarks (for the
+/// partitions' lag).
+const HIGH_WATERMARK_EVERY: Duration = Duration::from_secs(1);
 
 /// librdkafka's client callbacks: its error callback also reports every partition end
 /// (the consumer sees those as events, which is how partitions become idle), so ends are
@@ -106,6 +110,8 @@ struct Running {
     paused: Arc<[AtomicBool]>,
     /// Per split: records wait in the partition (it has not reported its end since).
     behind: Arc<[AtomicBool]>,
+    /// Per split: the offset after its last record as of the latest fetch (-1: unknown).
+    high_watermarks: Arc<[AtomicI64]>,
     stop: Arc<AtomicBool>,
     /// Set by the consumer thread when a bounded source read every partition to its end.
     done: Arc<AtomicBool>,
@@ -243,6 +249,7 @@ impl Settings {
         let (tx, rx) = flume::bounded(CHANNEL_CHUNKS);
         let paused: Arc<[AtomicBool]> = partitions.iter().map(|_| AtomicBool::new(false)).collect();
         let behind: Arc<[AtomicBool]> = partitions.iter().map(|_| AtomicBool::new(true)).collect();
+        let high_watermarks: Arc<[AtomicI64]> = partitions.iter().map(|_| AtomicI64::new(-1)).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicBool::new(false));
         let poller = Poller {
@@ -258,6 +265,7 @@ impl Settings {
             group_id: self.group_id.clone(),
             paused: paused.clone(),
             behind: behind.clone(),
+            high_watermarks: high_watermarks.clone(),
             partitions: partitions.clone(),
             consumer,
             splits: partitions
@@ -290,6 +298,7 @@ impl Settings {
                 chunks: rx,
                 paused,
                 behind,
+                high_watermarks,
                 stop,
                 done,
             },
@@ -465,6 +474,17 @@ impl SourceReader for KafkaSource {
             .is_some_and(|b| b.load(Ordering::Relaxed))
     }
 
+    fn split_lag(&self, split: usize) -> Option<i64> {
+        let next = *self.next_offsets.get(split)?;
+        let high = self
+            .running
+            .as_ref()?
+            .high_watermarks
+            .get(split)?
+            .load(Ordering::Relaxed);
+        (high >= 0).then(|| (high - next).max(0))
+    }
+
     fn split_name(&self, split: usize) -> String {
         self.partitions
             .get(split)
@@ -490,6 +510,7 @@ struct Poller {
     paused: Arc<[AtomicBool]>,
     /// Set per split by a message, cleared when librdkafka reports the partition's end.
     behind: Arc<[AtomicBool]>,
+    high_watermarks: Arc<[AtomicI64]>,
     partitions: Vec<TopicPartition>,
     /// Split index by topic (a handful: scanned), then partition; looked up per message
     /// without allocating.
@@ -528,9 +549,18 @@ impl Poller {
         let mut unfinished = finished.iter().filter(|f| !**f).count();
         let mut applied = vec![false; self.partitions.len()];
         let mut wait = POLL;
+        let mut high_watermarks_at = Instant::now() - HIGH_WATERMARK_EVERY;
         while !self.stop.load(Ordering::Relaxed) {
             self.apply_pauses(&mut applied);
             self.commit_completed();
+            if high_watermarks_at.elapsed() >= HIGH_WATERMARK_EVERY {
+                high_watermarks_at = Instant::now();
+                for (tp, high) in self.partitions.iter().zip(self.high_watermarks.iter()) {
+                    if let Some(h) = cached_high_watermark(&self.consumer, &tp.topic, tp.partition) {
+                        high.store(h, Ordering::Relaxed);
+                    }
+                }
+            }
             if self.bounded && unfinished == 0 {
                 for p in pending.iter_mut() {
                     if !p.0.is_empty() && !self.hand_over(p) {

@@ -6,8 +6,9 @@
 //! results, errors), skips transaction control records, and reports a partition's end as a
 //! message carrying `PARTITION_EOF` with its topic and partition.
 //!
-//! This is the only place the Kafka source touches librdkafka's C API directly; the
-//! safety argument is at each `unsafe` block.
+//! It also reads librdkafka's cached high watermarks (for the partitions' lag). This is the
+//! only place the Kafka source touches librdkafka's C API directly; the safety argument is
+//! at each `unsafe` block.
 
 use std::ffi::CStr;
 use std::ptr::NonNull;
@@ -62,6 +63,31 @@ impl<'c> MessageQueue<'c> {
             unsafe { batch.messages.set_len(n as usize) };
         }
     }
+}
+
+/// The offset after the last record of `topic`/`partition` as of the consumer's latest
+/// fetch response, from librdkafka's cache (no request to the broker); `None` before the
+/// first fetch.
+pub fn cached_high_watermark<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    use rdkafka::consumer::Consumer;
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid while `consumer` lives; `topic` is a valid C
+    // string for the call; librdkafka writes the two offsets and keeps no pointer.
+    let err = unsafe {
+        rd::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
 }
 
 impl Drop for MessageQueue<'_> {

@@ -90,8 +90,13 @@ impl ProducerContext for DeliveryReport {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(_) => SubtaskMetrics::add(&self.metrics.records_out, 1),
+            Ok(m) => {
+                SubtaskMetrics::add(&self.metrics.records_out, 1);
+                let bytes = m.payload_len() + m.key_len();
+                SubtaskMetrics::add(&self.metrics.bytes_out, bytes as u64);
+            }
             Err((e, m)) => {
+                SubtaskMetrics::add(&self.metrics.errors, 1);
                 let mut failure = self.failure.lock().expect("delivery lock");
                 if failure.is_none() {
                     *failure = Some(format!("record to {}/{}: {e}", m.topic(), m.partition()));
