@@ -25,11 +25,13 @@ for id in 1 2 3; do
   # --init is ignored by a member that already has Raft state, so a restart is the same command.
   [ "$id" = 1 ] && init=(--init)
   "$BIN/coordinator" serve --id "$id" --listen "127.0.0.1:700$id" --data-dir "$DIR/coordinator-$id" \
+    --http-address "127.0.0.1:808$id" \
     "${PEERS[@]}" "${init[@]}" 2>>"$DIR/coordinator-$id.log" &
   pids+=($!)
 done
 for tm in 1 2; do
   "$BIN/taskmanager" --coordinators "$COORDINATORS" --address "127.0.0.1:720$tm" --slots 2 --work-dir "$DIR/taskmanager-$tm" \
+    --metrics-address "127.0.0.1:925$tm" \
     2>>"$DIR/taskmanager-$tm.log" &
   pids+=($!)
 done
@@ -40,4 +42,5 @@ for _ in $(seq 50); do
 done
 "$BIN/coordinator" taskmanagers --coordinators "$COORDINATORS"
 echo "cluster up (logs and data in $DIR); export WEIR_COORDINATORS=$COORDINATORS; Ctrl-C stops it"
+echo "web console: http://127.0.0.1:8081/ (any of 8081-8083); metrics: those and 127.0.0.1:9251-9252/metrics"
 wait

@@ -250,73 +250,77 @@ fn every_core_metric_moves_while_a_job_runs() {
     let cancel = cluster.cli(&["cancel", &job], &all);
     assert!(cancel.status.success(), "{}", String::from_utf8_lossy(&cancel.stderr));
 
-    let mut missing = Vec::new();
-    for counter in [
-        "weir_records_in_total",
-        "weir_records_out_total",
-        "weir_bytes_in_total",
-        "weir_bytes_out_total",
-        "weir_errors_total",
-        "weir_dead_letters_total",
-        "weir_late_records_total",
-        "weir_processing_seconds_total",
-        "weir_backpressured_seconds_total",
-        "process_cpu_seconds_total",
-    ] {
-        if !rose(&task_managers, counter) {
-            missing.push(counter);
-        }
-    }
-    for gauge in [
-        "weir_watermark_milliseconds",
-        "weir_watermark_lag_seconds",
-        "weir_source_partition_lag_records",
-        "weir_source_partition_watermark_milliseconds",
-        "weir_checkpoint_acknowledged_id",
-        "weir_sink_open_parts",
-        "process_resident_memory_bytes",
-    ] {
-        if !changed(&task_managers, gauge) {
-            missing.push(gauge);
-        }
-    }
-    for set in [
-        "weir_source_partition_paused",
-        "weir_input_queue_fill_ratio",
-        "weir_checkpoint_alignment_seconds",
-    ] {
-        if !seen_above_zero(&task_managers, set) {
-            missing.push(set);
-        }
-    }
-    for counter in [
-        "weir_checkpoints_completed_total",
-        "weir_sink_committed_partitions_total",
-        "weir_sink_committed_rows_total",
-    ] {
-        if !rose(&coordinators, counter) {
-            missing.push(counter);
-        }
-    }
-    for gauge in [
-        "weir_checkpoint_last_id",
-        "weir_checkpoint_last_duration_seconds",
-        "weir_checkpoint_last_completed_timestamp_seconds",
-        "weir_sink_commit_watermark_milliseconds",
-        "weir_raft_commit_index",
-        "weir_raft_last_log_index",
-        "weir_raft_term",
-        "weir_raft_leader",
-    ] {
-        if !changed(&coordinators, gauge) {
-            missing.push(gauge);
-        }
-    }
-    for set in ["weir_checkpoint_last_size_bytes", "weir_task_managers_alive"] {
-        if !seen_above_zero(&coordinators, set) {
-            missing.push(set);
-        }
-    }
+    type Check = fn(&[Vec<Sample>], &str) -> bool;
+    let task_manager_checks: [(Check, &[&str]); 3] = [
+        (
+            rose,
+            &[
+                "weir_records_in_total",
+                "weir_records_out_total",
+                "weir_bytes_in_total",
+                "weir_bytes_out_total",
+                "weir_errors_total",
+                "weir_dead_letters_total",
+                "weir_late_records_total",
+                "weir_processing_seconds_total",
+                "weir_backpressured_seconds_total",
+                "process_cpu_seconds_total",
+            ],
+        ),
+        (
+            changed,
+            &[
+                "weir_watermark_milliseconds",
+                "weir_watermark_lag_seconds",
+                "weir_source_partition_lag_records",
+                "weir_source_partition_watermark_milliseconds",
+                "weir_checkpoint_acknowledged_id",
+                "weir_sink_open_parts",
+                "process_resident_memory_bytes",
+            ],
+        ),
+        (
+            seen_above_zero,
+            &[
+                "weir_source_partition_paused",
+                "weir_input_queue_fill_ratio",
+                "weir_checkpoint_alignment_seconds",
+            ],
+        ),
+    ];
+    let coordinator_checks: [(Check, &[&str]); 3] = [
+        (
+            rose,
+            &[
+                "weir_checkpoints_completed_total",
+                "weir_sink_committed_partitions_total",
+                "weir_sink_committed_rows_total",
+            ],
+        ),
+        (
+            changed,
+            &[
+                "weir_checkpoint_last_id",
+                "weir_checkpoint_last_duration_seconds",
+                "weir_checkpoint_last_completed_timestamp_seconds",
+                "weir_sink_commit_watermark_milliseconds",
+                "weir_raft_commit_index",
+                "weir_raft_last_log_index",
+                "weir_raft_term",
+                "weir_raft_leader",
+            ],
+        ),
+        (
+            seen_above_zero,
+            &["weir_checkpoint_last_size_bytes", "weir_task_managers_alive"],
+        ),
+    ];
+    let missing: Vec<&str> = task_manager_checks
+        .iter()
+        .map(|check| (check, &task_managers))
+        .chain(coordinator_checks.iter().map(|check| (check, &coordinators)))
+        .flat_map(|((moved, names), scrapes)| names.iter().filter(|n| !moved(scrapes, n)).copied())
+        .collect();
     leaders.dedup();
     let last_tm = task_managers.last().unwrap();
     assert!(

@@ -9,6 +9,7 @@
 //! the browser sends with every request). With tokens configured every route but the
 //! login needs one (header or cookie).
 
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -17,7 +18,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use weir_proto::cluster::ListTaskManagersRequest;
 use weir_proto::cluster::task_manager_registry_client::TaskManagerRegistryClient;
@@ -25,7 +26,7 @@ use weir_proto::job::job_service_client::JobServiceClient;
 use weir_proto::job::{CancelRequest, GetRequest, ListRequest, SubmitRequest};
 use weir_taskmanager::leader_client::{LeaderCallError, LeaderClient};
 use weir_taskmanager::metrics::http_endpoint::{TOKEN_COOKIE, require_token};
-use weir_taskmanager::transport::ClusterTransport;
+use weir_taskmanager::transport::{AuthChannel, ClusterTransport};
 
 const INDEX: &str = include_str!("../../console/index.html");
 const SCRIPT: &str = include_str!("../../console/console.js");
@@ -116,33 +117,33 @@ fn failure(e: LeaderCallError) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-async fn list_jobs(State(c): State<Console>) -> Response {
-    let reply = c
-        .leader
-        .lock()
-        .await
-        .call(|ch| async move { JobServiceClient::new(ch).list(ListRequest {}).await })
-        .await;
-    match reply {
+/// Calls the leader's API with `f` and answers its reply as JSON.
+async fn answer<T, F, Fut>(c: &Console, f: F) -> Response
+where
+    T: Serialize,
+    F: FnMut(AuthChannel) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    match c.leader.lock().await.call(f).await {
         Ok(r) => Json(r).into_response(),
         Err(e) => failure(e),
     }
 }
 
+async fn list_jobs(State(c): State<Console>) -> Response {
+    answer(
+        &c,
+        |ch| async move { JobServiceClient::new(ch).list(ListRequest {}).await },
+    )
+    .await
+}
+
 async fn get_job(State(c): State<Console>, Path(id): Path<String>) -> Response {
-    let reply = c
-        .leader
-        .lock()
-        .await
-        .call(|ch| {
-            let job_id = id.clone();
-            async move { JobServiceClient::new(ch).get(GetRequest { job_id }).await }
-        })
-        .await;
-    match reply {
-        Ok(r) => Json(r).into_response(),
-        Err(e) => failure(e),
-    }
+    answer(&c, |ch| {
+        let job_id = id.clone();
+        async move { JobServiceClient::new(ch).get(GetRequest { job_id }).await }
+    })
+    .await
 }
 
 async fn submit_job(State(c): State<Console>, headers: HeaderMap, body: String) -> Response {
@@ -185,19 +186,11 @@ async fn cancel_job(State(c): State<Console>, headers: HeaderMap, Path(id): Path
         // Same reason as for submit: only the console's own script sets this header.
         return (StatusCode::FORBIDDEN, "missing x-weir-console header\n").into_response();
     }
-    let reply = c
-        .leader
-        .lock()
-        .await
-        .call(|ch| {
-            let job_id = id.clone();
-            async move { JobServiceClient::new(ch).cancel(CancelRequest { job_id }).await }
-        })
-        .await;
-    match reply {
-        Ok(r) => Json(r).into_response(),
-        Err(e) => failure(e),
-    }
+    answer(&c, |ch| {
+        let job_id = id.clone();
+        async move { JobServiceClient::new(ch).cancel(CancelRequest { job_id }).await }
+    })
+    .await
 }
 
 async fn task_managers(State(c): State<Console>) -> Response {

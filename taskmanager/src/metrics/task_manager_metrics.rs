@@ -135,7 +135,7 @@ fn vertex(f: &mut MetricFamilies, l: &Labels, m: &SubtaskMetrics, now: i64) {
     );
     f.counter(
         "weir_errors",
-        "Failures survived: failed lookups, failed deliveries.",
+        "Failures survived: failed lookups, failed deliveries, retried requests.",
         l,
         get(&m.errors),
     );

@@ -83,6 +83,7 @@ impl RedisJoinStore {
             url: spec.url.clone(),
             ttl: Duration::from_millis(spec.ttl_ms),
             timeout: Duration::from_millis(spec.timeout_ms),
+            metrics: metrics.clone(),
         })
         .map_err(|e| StateError::External {
             operator: name.to_string(),

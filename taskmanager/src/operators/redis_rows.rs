@@ -16,6 +16,7 @@
 //! success is harmless.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -26,6 +27,7 @@ use crate::operators::redis_connection::{
     FIRST_BACKOFF, MAX_BACKOFF, RedisConnection, RedisConnectionError, spawn_connection_thread,
 };
 use crate::runtime::io_reply::{Reply, Taken};
+use crate::runtime::subtask_metrics::SubtaskMetrics;
 
 /// Rows per write request.
 const WRITE_BATCH: usize = 8192;
@@ -43,6 +45,8 @@ pub struct RedisRowsConfig {
     pub url: String,
     pub ttl: Duration,
     pub timeout: Duration,
+    /// The operator's counters: each failed request counts in `errors`.
+    pub metrics: Arc<SubtaskMetrics>,
 }
 
 type Values = Vec<Option<Vec<u8>>>;
@@ -293,6 +297,7 @@ impl Connection {
                     return Some(v);
                 }
                 Err(e) => {
+                    SubtaskMetrics::add(&self.config.metrics.errors, 1);
                     tracing::warn!(operator = %self.config.operator, request = what, error = %e, retry_in_ms = backoff.as_millis() as u64, "Redis request failed")
                 }
             }
@@ -414,6 +419,7 @@ mod tests {
             url,
             ttl: Duration::from_secs(60),
             timeout: Duration::from_millis(500),
+            metrics: Arc::default(),
         })
         .unwrap()
     }
@@ -469,6 +475,8 @@ mod tests {
         redis.up();
         until(&mut r, |r| r.synced().unwrap());
         assert_eq!(redis.keys(), 100);
+        let failed = r.config.metrics.errors.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(failed > 0, "the failed requests count as errors");
         redis.down();
         let reader = std::thread::spawn(move || {
             let got = read_all(&mut r, &["k7"]);
