@@ -107,12 +107,12 @@ fn attempt(f: &mut MetricFamilies, tm: &Labels, a: &RunningAttempt, now: i64) {
             .into_iter()
             .chain(tm.iter().cloned())
             .collect();
-            vertex(f, &labels, &a.metrics.get(*v, *subtask), now);
+            vertex(f, &labels, kind, &a.metrics.get(*v, *subtask), now);
         }
     }
 }
 
-fn vertex(f: &mut MetricFamilies, l: &Labels, m: &SubtaskMetrics, now: i64) {
+fn vertex(f: &mut MetricFamilies, l: &Labels, kind: &str, m: &SubtaskMetrics, now: i64) {
     let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
     f.counter("weir_records_in", "Records taken in.", l, get(&m.records_in));
     f.counter(
@@ -187,7 +187,7 @@ fn vertex(f: &mut MetricFamilies, l: &Labels, m: &SubtaskMetrics, now: i64) {
             (now - wm) as f64 / 1e3,
         );
     }
-    if l.iter().any(|(k, v)| *k == "kind" && v == "sink") {
+    if kind == "sink" {
         f.gauge(
             "weir_sink_open_parts",
             "Part files a file sink has open (written, not finished).",
